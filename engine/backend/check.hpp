@@ -1,0 +1,48 @@
+#pragma once
+// Argument checks shared by the CPU and CUDA backends, so both refuse the same inputs with
+// the same words.
+
+#include <span>
+
+#include "didmark/backend.hpp"
+#include "didmark/error.hpp"
+
+namespace didmark::backend_check {
+
+inline void float_view(const TensorView& v, const char* what) {
+  validate_view(v, what);
+  DIDMARK_EXPECTS(is_watermarkable(v.dtype), unsupported, what, ": dtype ", dtype_name(v.dtype),
+                  " is not one of f32, f64, f16, bf16");
+  DIDMARK_EXPECTS(v.is_contiguous(), unsupported, what, ": non-contiguous view ", v.describe(),
+                  " (make it contiguous first)");
+}
+
+inline void host_float_view(const TensorView& v, const char* what) {
+  float_view(v, what);
+  DIDMARK_EXPECTS(v.device == Device::cpu, invalid_argument, what, ": the cpu backend got a device view (",
+                  v.describe(), "); use the cuda backend or copy it to the host");
+}
+
+inline void carriers(std::span<const detail::CarrierSpec> cs, std::size_t out_size) {
+  DIDMARK_EXPECTS(cs.size() == out_size, invalid_argument, "correlate: ", cs.size(), " carriers but ", out_size,
+                  " result slots");
+  for (const auto& c : cs) DIDMARK_EXPECTS(c.num_bits >= 1, invalid_argument, "correlate: carrier with 0 payload bits");
+}
+
+inline void same_layout(const TensorView& a, const TensorView& b, const char* what) {
+  DIDMARK_EXPECTS(a.dtype == b.dtype, invalid_argument, what, ": dtypes differ (", a.describe(), " vs ",
+                  b.describe(), ")");
+  DIDMARK_EXPECTS(a.numel() == b.numel(), invalid_argument, what, ": element counts differ (", a.describe(), " vs ",
+                  b.describe(), ")");
+  DIDMARK_EXPECTS(a.is_contiguous() && b.is_contiguous(), unsupported, what, ": views must be contiguous");
+}
+
+inline void add_args(const TensorView& src, const TensorView& dst, const detail::CarrierSpec& c,
+                     std::span<const float> delta) {
+  same_layout(src, dst, "carrier_add");
+  DIDMARK_EXPECTS(c.num_bits >= 1, invalid_argument, "carrier_add: carrier with 0 payload bits");
+  DIDMARK_EXPECTS(delta.size() == c.num_bits, invalid_argument, "carrier_add: ", delta.size(),
+                  " step values for a carrier of ", c.num_bits, " bits");
+}
+
+}  // namespace didmark::backend_check

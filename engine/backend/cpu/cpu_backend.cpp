@@ -1,0 +1,220 @@
+#include <cstring>
+#include <memory>
+
+#include "backend/check.hpp"
+#include "backend/cpu/cpu_kernels.hpp"
+#include "common/thread_pool.hpp"
+#include "didmark/backend.hpp"
+#include "didmark/error.hpp"
+
+namespace didmark {
+namespace {
+
+using detail::CarrierSpec;
+
+// Blocks per task: 512 blocks = 64K elements, large enough to amortize scheduling and small
+// enough that a 2-core machine still balances a 1M-element tensor.
+constexpr int64_t kBlocksPerTask = 512;
+
+int64_t num_blocks(int64_t numel) { return (numel + detail::kCarrierBlock - 1) / detail::kCarrierBlock; }
+
+// The per-dtype entry points are compiled twice (AVX2+FMA+F16C and baseline x86-64) and
+// picked at load time, so one binary runs everywhere and uses the wide units where present.
+#if defined(__x86_64__) && !defined(__clang__) && !defined(DIDMARK_NO_CLONES)
+#define DIDMARK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DIDMARK_CLONES
+#endif
+
+struct RangeOut {
+  std::vector<double> sums;  // k_count * L, flattened
+  double sum_sq = 0;
+  int64_t nonfinite = 0;
+};
+
+template <class T>
+void correlate_task(const void* data, int64_t numel, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+                    RangeOut& out, const std::vector<std::size_t>& offsets) {
+  std::vector<double*> ptrs(cs.size());
+  for (std::size_t k = 0; k < cs.size(); ++k) ptrs[k] = out.sums.data() + offsets[k];
+  cpu::correlate_range(static_cast<const T*>(data), numel, g0, g1, cs.data(), static_cast<int>(cs.size()),
+                       ptrs.data(), out.sum_sq, out.nonfinite);
+}
+
+DIDMARK_CLONES void correlate_f32(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+                                  RangeOut& o, const std::vector<std::size_t>& off) {
+  correlate_task<float>(d, n, g0, g1, cs, o, off);
+}
+DIDMARK_CLONES void correlate_f64(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+                                  RangeOut& o, const std::vector<std::size_t>& off) {
+  correlate_task<double>(d, n, g0, g1, cs, o, off);
+}
+DIDMARK_CLONES void correlate_f16(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+                                  RangeOut& o, const std::vector<std::size_t>& off) {
+  correlate_task<cpu::f16_t>(d, n, g0, g1, cs, o, off);
+}
+DIDMARK_CLONES void correlate_bf16(const void* d, int64_t n, int64_t g0, int64_t g1,
+                                   std::span<const CarrierSpec> cs, RangeOut& o, const std::vector<std::size_t>& off) {
+  correlate_task<cpu::bf16_t>(d, n, g0, g1, cs, o, off);
+}
+
+template <class T>
+void add_task(const void* src, void* dst, int64_t numel, int64_t g0, int64_t g1, const CarrierSpec& c,
+              const float* delta, RangeOut& out) {
+  double ssq = 0, dsq = 0;
+  cpu::add_range(static_cast<const T*>(src), static_cast<T*>(dst), numel, g0, g1, c, delta, ssq, dsq, out.nonfinite);
+  out.sum_sq += ssq;
+  out.sums[0] += dsq;
+}
+
+DIDMARK_CLONES void add_f32(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+                            const float* delta, RangeOut& o) {
+  add_task<float>(s, d, n, g0, g1, c, delta, o);
+}
+DIDMARK_CLONES void add_f64(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+                            const float* delta, RangeOut& o) {
+  add_task<double>(s, d, n, g0, g1, c, delta, o);
+}
+DIDMARK_CLONES void add_f16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+                            const float* delta, RangeOut& o) {
+  add_task<cpu::f16_t>(s, d, n, g0, g1, c, delta, o);
+}
+DIDMARK_CLONES void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+                             const float* delta, RangeOut& o) {
+  add_task<cpu::bf16_t>(s, d, n, g0, g1, c, delta, o);
+}
+
+double element_as_double(const void* data, DType t, int64_t i) {
+  switch (t) {
+    case DType::f64: return static_cast<const double*>(data)[i];
+    case DType::f32: return static_cast<double>(static_cast<const float*>(data)[i]);
+    case DType::f16: return static_cast<double>(detail::f16_to_f32(static_cast<const uint16_t*>(data)[i]));
+    case DType::bf16: return static_cast<double>(detail::bf16_to_f32(static_cast<const uint16_t*>(data)[i]));
+    default: DIDMARK_THROW(Errc::unsupported, "sample: dtype ", dtype_name(t), " is not a floating type");
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : pool_(threads > 0 ? threads : detail::default_thread_count()) {}
+
+  Device device() const noexcept override { return Device::cpu; }
+  std::string description() const override {
+    return detail::concat("cpu (", pool_.size(), pool_.size() == 1 ? " thread)" : " threads)");
+  }
+
+  void correlate(const TensorView& w, std::span<const CarrierSpec> carriers, std::span<CorrelateStats> out) override {
+    backend_check::host_float_view(w, "correlate");
+    backend_check::carriers(carriers, out.size());
+    const int64_t numel = w.numel();
+    std::vector<std::size_t> offsets(carriers.size() + 1, 0);
+    for (std::size_t k = 0; k < carriers.size(); ++k) offsets[k + 1] = offsets[k] + carriers[k].num_bits;
+
+    const int64_t blocks = num_blocks(numel);
+    const int64_t tasks = (blocks + kBlocksPerTask - 1) / kBlocksPerTask;
+    std::vector<RangeOut> per_worker(static_cast<std::size_t>(pool_.size()));
+    for (auto& r : per_worker) r.sums.assign(offsets.back(), 0.0);
+    auto fn = pick_correlate(w.dtype);
+    pool_.parallel_for(tasks, [&](int worker, int64_t t) {
+      const int64_t g0 = t * kBlocksPerTask, g1 = std::min(blocks, g0 + kBlocksPerTask);
+      fn(w.data, numel, g0, g1, carriers, per_worker[static_cast<std::size_t>(worker)], offsets);
+    });
+    for (std::size_t k = 0; k < carriers.size(); ++k) {
+      CorrelateStats& s = out[k];
+      s.bit_sums.assign(carriers[k].num_bits, 0.0);
+      s.sum_sq = 0;
+      s.nonfinite = 0;
+      for (const auto& r : per_worker) {
+        for (uint32_t b = 0; b < carriers[k].num_bits; ++b) s.bit_sums[b] += r.sums[offsets[k] + b];
+        s.sum_sq += r.sum_sq;
+        s.nonfinite += r.nonfinite;
+      }
+    }
+  }
+
+  AddStats carrier_add(const TensorView& src, const TensorView& dst, const CarrierSpec& c,
+                       std::span<const float> delta) override {
+    backend_check::host_float_view(src, "carrier_add source");
+    backend_check::host_float_view(dst, "carrier_add destination");
+    backend_check::add_args(src, dst, c, delta);
+    const int64_t numel = src.numel();
+    const int64_t blocks = num_blocks(numel);
+    const int64_t tasks = (blocks + kBlocksPerTask - 1) / kBlocksPerTask;
+    std::vector<RangeOut> per_worker(static_cast<std::size_t>(pool_.size()));
+    for (auto& r : per_worker) r.sums.assign(1, 0.0);
+    auto fn = pick_add(src.dtype);
+    pool_.parallel_for(tasks, [&](int worker, int64_t t) {
+      const int64_t g0 = t * kBlocksPerTask, g1 = std::min(blocks, g0 + kBlocksPerTask);
+      fn(src.data, dst.data, numel, g0, g1, c, delta.data(), per_worker[static_cast<std::size_t>(worker)]);
+    });
+    AddStats s;
+    for (const auto& r : per_worker) {
+      s.sum_sq_src += r.sum_sq;
+      s.sum_sq_diff += r.sums[0];
+      s.nonfinite += r.nonfinite;
+    }
+    return s;
+  }
+
+  std::vector<double> sample(const TensorView& w, int64_t count) override {
+    backend_check::host_float_view(w, "sample");
+    const int64_t numel = w.numel();
+    const int64_t m = std::min(count, numel);
+    std::vector<double> out(static_cast<std::size_t>(m > 0 ? m : 0));
+    for (int64_t i = 0; i < m; ++i) out[static_cast<std::size_t>(i)] = element_as_double(w.data, w.dtype, sample_index(i, numel, m));
+    return out;
+  }
+
+  void copy(const TensorView& src, const TensorView& dst) override {
+    DIDMARK_EXPECTS(src.device == Device::cpu && dst.device == Device::cpu, invalid_argument,
+                    "cpu backend: copy needs host views, got ", src.describe(), " -> ", dst.describe());
+    backend_check::same_layout(src, dst, "copy");
+    const std::size_t bytes = src.nbytes();
+    constexpr std::size_t kChunk = std::size_t{8} << 20;
+    const int64_t tasks = static_cast<int64_t>((bytes + kChunk - 1) / kChunk);
+    auto* s = static_cast<const char*>(src.data);
+    auto* d = static_cast<char*>(dst.data);
+    if (s == d) return;
+    pool_.parallel_for(tasks, [&](int, int64_t t) {
+      const std::size_t off = static_cast<std::size_t>(t) * kChunk;
+      std::memmove(d + off, s + off, std::min(kChunk, bytes - off));
+    });
+  }
+
+  static int64_t sample_index(int64_t i, int64_t numel, int64_t m) {
+    __extension__ typedef unsigned __int128 u128;
+    return static_cast<int64_t>(static_cast<u128>(i) * static_cast<u128>(numel) / static_cast<u128>(m));
+  }
+
+ private:
+  using CorrFn = void (*)(const void*, int64_t, int64_t, int64_t, std::span<const CarrierSpec>, RangeOut&,
+                          const std::vector<std::size_t>&);
+  using AddFn = void (*)(const void*, void*, int64_t, int64_t, int64_t, const CarrierSpec&, const float*, RangeOut&);
+
+  static CorrFn pick_correlate(DType t) {
+    switch (t) {
+      case DType::f32: return &correlate_f32;
+      case DType::f64: return &correlate_f64;
+      case DType::f16: return &correlate_f16;
+      case DType::bf16: return &correlate_bf16;
+      default: DIDMARK_THROW(Errc::unsupported, "correlate: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
+    }
+  }
+  static AddFn pick_add(DType t) {
+    switch (t) {
+      case DType::f32: return &add_f32;
+      case DType::f64: return &add_f64;
+      case DType::f16: return &add_f16;
+      case DType::bf16: return &add_bf16;
+      default: DIDMARK_THROW(Errc::unsupported, "carrier_add: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
+    }
+  }
+
+  detail::ThreadPool pool_;
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> make_cpu_backend(int threads) { return std::make_shared<CpuBackend>(threads); }
+
+}  // namespace didmark

@@ -1,0 +1,123 @@
+// Keys, payloads and the per-tensor carrier derivation (carrier v1).
+#include <cmath>
+
+#include "didmark/error.hpp"
+#include "didmark/watermark.hpp"
+
+namespace didmark {
+
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+uint64_t fnv1a64(std::string_view s) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001B3ull;
+  }
+  return h;
+}
+
+std::array<uint32_t, 8> key_words(const WatermarkKey& key) {
+  std::array<uint32_t, 8> k{};
+  for (int i = 0; i < 8; ++i)
+    k[i] = static_cast<uint32_t>(key.bytes[4 * i]) | (static_cast<uint32_t>(key.bytes[4 * i + 1]) << 8) |
+           (static_cast<uint32_t>(key.bytes[4 * i + 2]) << 16) | (static_cast<uint32_t>(key.bytes[4 * i + 3]) << 24);
+  return k;
+}
+
+// All 256 key bits take part: words 0-1 key Philox, 2-3 enter the counter, 4-7 whiten the
+// derived subkey and stream. `domain` keeps tensor names and numbered streams apart.
+detail::CarrierSpec derive(const WatermarkKey& key, uint64_t id, uint32_t domain, uint32_t num_bits) {
+  DIDMARK_EXPECTS(num_bits >= 1 && num_bits <= kMaxPayloadBits, invalid_argument, "payload length ", num_bits,
+                  " is outside 1..", kMaxPayloadBits);
+  const auto k = key_words(key);
+  const detail::u32x2 pk{k[0], k[1]};
+  const auto lo = static_cast<uint32_t>(id), hi = static_cast<uint32_t>(id >> 32);
+  const detail::u32x4 r = detail::philox4x32_10({lo, hi, k[2], k[3] ^ (domain << 24)}, pk);
+  const detail::u32x4 r2 = detail::philox4x32_10({lo, hi, k[2], k[3] ^ ((domain | 0x80u) << 24)}, pk);
+  detail::CarrierSpec s{};
+  s.key = {r.x ^ k[4], r.y ^ k[5]};
+  s.stream = {r.z ^ k[6], r.w ^ k[7]};
+  s.bit_offset = r2.x % num_bits;
+  s.num_bits = num_bits;
+  return s;
+}
+}  // namespace
+
+WatermarkKey WatermarkKey::from_hex(std::string_view hex) {
+  DIDMARK_EXPECTS(hex.size() == 64, invalid_argument, "watermark key: expected 64 hex digits (32 bytes), got ",
+                  hex.size(), " characters");
+  WatermarkKey k;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const int a = hex_value(hex[2 * i]), b = hex_value(hex[2 * i + 1]);
+    DIDMARK_EXPECTS(a >= 0 && b >= 0, invalid_argument, "watermark key: non-hex character at position ",
+                    a < 0 ? 2 * i : 2 * i + 1);
+    k.bytes[i] = static_cast<uint8_t>(a * 16 + b);
+  }
+  return k;
+}
+
+WatermarkKey WatermarkKey::from_bytes(std::span<const uint8_t> raw) {
+  DIDMARK_EXPECTS(raw.size() == 32, invalid_argument, "watermark key: expected 32 bytes, got ", raw.size());
+  WatermarkKey k;
+  std::copy(raw.begin(), raw.end(), k.bytes.begin());
+  return k;
+}
+
+std::string WatermarkKey::to_hex() const {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s(64, '0');
+  for (std::size_t i = 0; i < 32; ++i) {
+    s[2 * i] = digits[bytes[i] >> 4];
+    s[2 * i + 1] = digits[bytes[i] & 15];
+  }
+  return s;
+}
+
+Payload Payload::from_bits(std::vector<uint8_t> bits) {
+  DIDMARK_EXPECTS(!bits.empty(), invalid_argument, "payload is empty: a mark needs at least one bit");
+  DIDMARK_EXPECTS(bits.size() <= kMaxPayloadBits, invalid_argument, "payload has ", bits.size(),
+                  " bits; at most ", kMaxPayloadBits, " are supported");
+  for (std::size_t i = 0; i < bits.size(); ++i)
+    DIDMARK_EXPECTS(bits[i] <= 1, invalid_argument, "payload bit ", i, " is ", int(bits[i]), ", not 0 or 1");
+  Payload p;
+  p.bits = std::move(bits);
+  return p;
+}
+
+Payload Payload::from_bytes(std::span<const uint8_t> bytes, std::size_t nbits) {
+  DIDMARK_EXPECTS(nbits <= bytes.size() * 8, invalid_argument, "payload: ", nbits, " bits asked from ",
+                  bytes.size(), " bytes");
+  std::vector<uint8_t> bits(nbits);
+  for (std::size_t i = 0; i < nbits; ++i) bits[i] = (bytes[i / 8] >> (i % 8)) & 1u;
+  return from_bits(std::move(bits));
+}
+
+std::string_view scheme_name(Scheme s) noexcept { return s == Scheme::stdm ? "stdm" : "spread-spectrum"; }
+
+std::optional<Scheme> parse_scheme(std::string_view s) noexcept {
+  if (s == "spread-spectrum" || s == "ss" || s == "spread_spectrum") return Scheme::spread_spectrum;
+  if (s == "stdm") return Scheme::stdm;
+  return std::nullopt;
+}
+
+double WatermarkOptions::effective_strength() const noexcept {
+  if (strength) return *strength;
+  return scheme == Scheme::stdm ? 0.001 : 0.005;
+}
+
+detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view name, uint32_t num_bits) {
+  return derive(key, fnv1a64(name), 0u, num_bits);
+}
+
+detail::CarrierSpec derive_carrier(const WatermarkKey& key, uint64_t stream_id, uint32_t num_bits) {
+  return derive(key, stream_id, 1u, num_bits);
+}
+
+}  // namespace didmark
