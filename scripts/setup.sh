@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything didmark needs on a fresh Debian 12 machine (run as root). Idempotent:
+# quiet and quick when all is already there.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config git python3-dev
+  libeigen3-dev libsodium-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libtorch-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  pybind11-dev
+  clang libclang-rt-14-dev
+)
+PIP_PACKAGES=(numpy pytest safetensors)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+need_pip=()
+for p in "${PIP_PACKAGES[@]}"; do
+  "$PY" -c "import ${p}" 2>/dev/null || need_pip+=("$p")
+done
+if ((${#need_pip[@]})); then
+  echo "setup: pip installing ${need_pip[*]}" >&2
+  "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
+fi
+
+# nvcc is usually outside PATH on a fresh machine.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: CUDA toolkit found at /usr/local/cuda (add /usr/local/cuda/bin to PATH)" >&2
+fi
