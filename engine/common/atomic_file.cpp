@@ -25,7 +25,10 @@ AtomicFile::AtomicFile(std::filesystem::path target, bool overwrite, mode_t mode
     DIDMARK_EXPECTS(!std::filesystem::exists(target_), invalid_argument, "output '", target_.string(),
                     "' already exists (use --force to overwrite)");
   const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
-  std::string tmpl = (dir / ("." + target_.filename().string() + ".didmark-tmp-XXXXXX")).string();
+  std::string leaf(".");
+  leaf += target_.filename().string();
+  leaf += ".didmark-tmp-XXXXXX";
+  const std::string tmpl = (dir / leaf).string();
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   fd_ = ::mkstemp(buf.data());
