@@ -2,7 +2,8 @@
 function(didmark_set_warnings target)
   set(cxx_flags -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align
                 -Wnull-dereference -Wdouble-promotion -Wimplicit-fallthrough
-                -Wno-psabi)  # psabi: notes about vector-argument ABI of internal inline helpers
+                -Wno-psabi     # notes about the vector-argument ABI of internal inline helpers
+                -Wno-restrict) # GCC 12 false positives on std::string operator+ (GCC bug 105329)
   if(DIDMARK_WERROR)
     list(APPEND cxx_flags -Werror)
   endif()

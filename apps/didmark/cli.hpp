@@ -62,6 +62,10 @@ class Progress {
   double last_draw_ = -1;
 };
 
+/// The subcommand `name` of `parent`, created (with `description`) if it does not exist
+/// yet: lets several areas add commands under one group, e.g. `didmark synth ...`.
+CLI::App& command_group(CLI::App& parent, const std::string& name, const std::string& description);
+
 /// "12.3 MB", "4.0 GB" (decimal units).
 std::string human_bytes(double bytes);
 

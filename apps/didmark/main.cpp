@@ -75,6 +75,14 @@ void Progress::done() {
   enabled_ = false;
 }
 
+CLI::App& command_group(CLI::App& parent, const std::string& name, const std::string& description) {
+  for (CLI::App* existing : parent.get_subcommands([](CLI::App*) { return true; }))
+    if (existing->get_name() == name) return *existing;
+  CLI::App* g = parent.add_subcommand(name, description);
+  g->require_subcommand(1);
+  return *g;
+}
+
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "kB", "MB", "GB", "TB"};
   int u = 0;
