@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Configure and build didmark into a build folder (default build/). Extra arguments go to
+# CMake's configure step. Builds the CUDA backend whenever nvcc is present.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD_DIR:-$ROOT/build}
+export PATH=$PATH:/usr/local/cuda/bin
+JOBS=${JOBS:-$(nproc)}
+if [ ! -f "$BUILD/CMakeCache.txt" ] || [ $# -gt 0 ]; then
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >"$BUILD.configure.log" 2>&1 || {
+    cat "$BUILD.configure.log" >&2
+    exit 1
+  }
+fi
+cmake --build "$BUILD" -j"$JOBS" 2>&1 | grep -vE '^\[ *[0-9]+%\] (Building|Linking)|^Scanning|^Consolidate' || true
+test "${PIPESTATUS[0]}" -eq 0

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build (CUDA code compiled when nvcc is
+# present; GPU tests skip without a GPU), run CTest, then rebuild the CPU code with
+# AddressSanitizer + UBSan and run the suite again.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/scripts/setup.sh"
+export CTEST_OUTPUT_ON_FAILURE=1
+JOBS=${JOBS:-$(nproc)}
+
+echo "== build (Release, warnings as errors)"
+BUILD_DIR="$ROOT/build" "$ROOT/scripts/build.sh"
+echo "== tests"
+ctest --test-dir "$ROOT/build" -j"$JOBS" --timeout 1200
+
+if [ "${DIDMARK_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== build (AddressSanitizer + UBSan, CPU only)"
+  BUILD_DIR="$ROOT/build-asan" "$ROOT/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIDMARK_SANITIZE=ON \
+    -DDIDMARK_CUDA=OFF -DDIDMARK_TORCH=OFF -DDIDMARK_BUILD_BENCH=OFF
+  echo "== tests under sanitizers"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$ROOT/build-asan" -j"$JOBS" --timeout 2400 -E python_suite
+fi
+echo "== all tests passed"
