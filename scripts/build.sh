@@ -12,5 +12,8 @@ if [ ! -f "$BUILD/CMakeCache.txt" ] || [ $# -gt 0 ]; then
     exit 1
   }
 fi
-cmake --build "$BUILD" -j"$JOBS" 2>&1 | grep -vE '^\[ *[0-9]+%\] (Building|Linking)|^Scanning|^Consolidate' || true
-test "${PIPESTATUS[0]}" -eq 0
+echo "build: $BUILD (log in $BUILD.build.log)" >&2
+if ! cmake --build "$BUILD" -j"$JOBS" >"$BUILD.build.log" 2>&1; then
+  grep -E 'error|Error' -A5 "$BUILD.build.log" | head -100 >&2
+  exit 1
+fi
