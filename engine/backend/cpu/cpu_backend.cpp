@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "backend/check.hpp"
+#include "backend/host_sample.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/backend.hpp"
@@ -84,16 +85,6 @@ DIDMARK_CLONES void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int6
   add_task<cpu::bf16_t>(s, d, n, g0, g1, c, delta, o);
 }
 
-double element_as_double(const void* data, DType t, int64_t i) {
-  switch (t) {
-    case DType::f64: return static_cast<const double*>(data)[i];
-    case DType::f32: return static_cast<double>(static_cast<const float*>(data)[i]);
-    case DType::f16: return static_cast<double>(detail::f16_to_f32(static_cast<const uint16_t*>(data)[i]));
-    case DType::bf16: return static_cast<double>(detail::bf16_to_f32(static_cast<const uint16_t*>(data)[i]));
-    default: DIDMARK_THROW(Errc::unsupported, "sample: dtype ", dtype_name(t), " is not a floating type");
-  }
-}
-
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) : pool_(threads > 0 ? threads : detail::default_thread_count()) {}
@@ -158,11 +149,7 @@ class CpuBackend final : public Backend {
 
   std::vector<double> sample(const TensorView& w, int64_t count) override {
     backend_check::host_float_view(w, "sample");
-    const int64_t numel = w.numel();
-    const int64_t m = std::min(count, numel);
-    std::vector<double> out(static_cast<std::size_t>(m > 0 ? m : 0));
-    for (int64_t i = 0; i < m; ++i) out[static_cast<std::size_t>(i)] = element_as_double(w.data, w.dtype, sample_index(i, numel, m));
-    return out;
+    return backend_detail::sample_host(w, count);
   }
 
   void copy(const TensorView& src, const TensorView& dst) override {
@@ -179,11 +166,6 @@ class CpuBackend final : public Backend {
       const std::size_t off = static_cast<std::size_t>(t) * kChunk;
       std::memmove(d + off, s + off, std::min(kChunk, bytes - off));
     });
-  }
-
-  static int64_t sample_index(int64_t i, int64_t numel, int64_t m) {
-    __extension__ typedef unsigned __int128 u128;
-    return static_cast<int64_t>(static_cast<u128>(i) * static_cast<u128>(numel) / static_cast<u128>(m));
   }
 
  private:

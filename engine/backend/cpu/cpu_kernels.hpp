@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "didmark/detail/carrier.hpp"
+#include "didmark/detail/embed_math.hpp"
 #include "didmark/detail/half.hpp"
 
 namespace didmark::cpu {
@@ -22,31 +23,10 @@ namespace didmark::cpu {
 using detail::CarrierSpec;
 using detail::u32x4;
 
-struct bf16_t {
-  uint16_t bits;
-};
-struct f16_t {
-  uint16_t bits;
-};
-
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-inline acc_t<T> to_acc(T v) {
-  if constexpr (std::is_same_v<T, bf16_t>) {
-    return detail::bf16_to_f32(v.bits);
-  } else if constexpr (std::is_same_v<T, f16_t>) {
-    return detail::f16_to_f32(v.bits);
-  } else {
-    return v;
-  }
-}
-
-template <class T>
-inline bool is_finite_acc(acc_t<T> v) {
-  return std::isfinite(v);
-}
+using bf16_t = detail::bfloat16_t;
+using f16_t = detail::half_t;
+using detail::acc_t;
+using detail::to_acc;
 
 // ---- 8-lane vectors --------------------------------------------------------------------
 typedef float v8f __attribute__((vector_size(32)));
@@ -219,27 +199,6 @@ void correlate_range(const T* data, int64_t numel, int64_t g0, int64_t g1, const
 
 // ---- carrier add (embed step) -------------------------------------------------------------
 
-/// The per-element formula of the embed step, shared with kernels/carrier_add.cu.
-/// Returns the stored value; non-finite inputs are returned unchanged.
-template <class T>
-inline T add_one(T v, float delta, uint32_t sign_bit, uint32_t dither) {
-  if constexpr (std::is_same_v<T, double>) {
-    if (!std::isfinite(v)) return v;
-    return v + static_cast<double>(detail::apply_sign(delta, sign_bit));
-  } else if constexpr (std::is_same_v<T, float>) {
-    if (!std::isfinite(v)) return v;
-    return v + detail::apply_sign(delta, sign_bit);
-  } else if constexpr (std::is_same_v<T, bf16_t>) {
-    const float f = detail::bf16_to_f32(v.bits);
-    if (!std::isfinite(f)) return v;
-    return bf16_t{detail::f32_to_bf16_sr(f + detail::apply_sign(delta, sign_bit), dither)};
-  } else {
-    const float f = detail::f16_to_f32(v.bits);
-    if (!std::isfinite(f)) return v;
-    return f16_t{detail::f32_to_f16_sr(f + detail::apply_sign(delta, sign_bit), dither)};
-  }
-}
-
 /// Embed blocks [g0, g1): dst = src + c * delta[b], with statistics.
 template <class T>
 void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, const CarrierSpec& c,
@@ -321,7 +280,7 @@ void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, cons
     for (int e = 0; e < n; ++e) {
       const T v = p[e];
       const auto ue = static_cast<uint32_t>(e);
-      const T w = add_one(v, d, detail::carrier_sign_bit(r, ue), detail::carrier_dither(r, ue));
+      const T w = detail::embed_element(v, d, detail::carrier_sign_bit(r, ue), detail::carrier_dither(r, ue));
       const double a = static_cast<double>(to_acc(v));
       if (std::isfinite(a)) {
         const double diff = static_cast<double>(to_acc(w)) - a;

@@ -1,0 +1,233 @@
+// The CUDA backend: the watermark primitives on one GPU. Device views are processed in
+// place; host views are streamed through two pinned staging buffers so that copying the
+// next chunk overlaps the kernel of the current one.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backend/check.hpp"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_resources.hpp"
+#include "backend/host_sample.hpp"
+#include "didmark/backend.hpp"
+#include "kernels/carrier.cuh"
+
+namespace didmark {
+namespace {
+
+using detail::CarrierSpec;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : res_(device) {
+    cuda::DeviceScope scope(res_.device());
+    for (auto& e : events_) DIDMARK_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  ~CudaBackend() override {
+    for (auto& e : events_)
+      if (e) (void)cudaEventDestroy(e);
+  }
+
+  cuda::CudaResources& resources() noexcept { return res_; }
+
+  Device device() const noexcept override { return Device::cuda; }
+  std::string description() const override { return res_.description(); }
+
+  void correlate(const TensorView& w, std::span<const CarrierSpec> carriers, std::span<CorrelateStats> out) override {
+    check_view(w, "correlate");
+    backend_check::carriers(carriers, out.size());
+    cuda::DeviceScope scope(res_.device());
+    const std::size_t K = carriers.size();
+    std::vector<uint32_t> offsets(K + 1, 0);
+    for (std::size_t k = 0; k < K; ++k) offsets[k + 1] = offsets[k] + carriers[k].num_bits;
+
+    // One scratch block: [specs | offsets | sums | sum_sq | nonfinite].
+    const std::size_t spec_bytes = K * sizeof(CarrierSpec);
+    const std::size_t off_bytes = round_up(K * sizeof(uint32_t));
+    const std::size_t sums_bytes = std::size_t{offsets[K]} * sizeof(double);
+    const std::size_t total = round_up(spec_bytes) + off_bytes + sums_bytes + 2 * sizeof(double);
+    auto* base = static_cast<unsigned char*>(res_.scratch(total, 1));
+    auto* d_specs = reinterpret_cast<CarrierSpec*>(base);
+    auto* d_offsets = reinterpret_cast<uint32_t*>(base + round_up(spec_bytes));
+    auto* d_sums = reinterpret_cast<double*>(base + round_up(spec_bytes) + off_bytes);
+    auto* d_sq = d_sums + offsets[K];
+    auto* d_nf = reinterpret_cast<unsigned long long*>(d_sq + 1);
+    cudaStream_t s = res_.stream();
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_specs, carriers.data(), spec_bytes, cudaMemcpyHostToDevice, s));
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_offsets, offsets.data(), K * sizeof(uint32_t), cudaMemcpyHostToDevice, s));
+    DIDMARK_CUDA_TRY(cudaMemsetAsync(d_sums, 0, sums_bytes + 2 * sizeof(double), s));
+
+    kernels::CorrelateArgs a;
+    a.dtype = w.dtype;
+    a.carriers = d_specs;
+    a.sum_offsets = d_offsets;
+    a.num_carriers = static_cast<int>(K);
+    a.bit_sums = d_sums;
+    a.sum_sq = d_sq;
+    a.nonfinite = d_nf;
+    for_each_chunk(w, nullptr, [&](const void* chunk, void*, int64_t n, uint64_t block_offset) {
+      a.data = chunk;
+      a.numel = n;
+      a.block_offset = block_offset;
+      kernels::launch_correlate(a, res_.props().multiProcessorCount, s);
+      DIDMARK_CUDA_CHECK_LAUNCH("correlate");
+    });
+
+    std::vector<double> sums(offsets[K] + 2);
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(sums.data(), d_sums, sums.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));
+    unsigned long long nf = 0;
+    std::memcpy(&nf, &sums[offsets[K] + 1], sizeof nf);
+    for (std::size_t k = 0; k < K; ++k) {
+      out[k].bit_sums.assign(sums.begin() + offsets[k], sums.begin() + offsets[k + 1]);
+      out[k].sum_sq = sums[offsets[K]];
+      out[k].nonfinite = static_cast<int64_t>(nf);
+    }
+  }
+
+  AddStats carrier_add(const TensorView& src, const TensorView& dst, const CarrierSpec& c,
+                       std::span<const float> delta) override {
+    check_view(src, "carrier_add source");
+    check_view(dst, "carrier_add destination");
+    backend_check::add_args(src, dst, c, delta);
+    DIDMARK_EXPECTS(src.device == dst.device, unsupported, "carrier_add: source on ", device_name(src.device),
+                    " and destination on ", device_name(dst.device), "; put both on one side");
+    cuda::DeviceScope scope(res_.device());
+    const std::size_t delta_bytes = round_up(delta.size() * sizeof(float));
+    auto* base = static_cast<unsigned char*>(res_.scratch(delta_bytes + 3 * sizeof(double), 1));
+    auto* d_delta = reinterpret_cast<float*>(base);
+    auto* d_stats = reinterpret_cast<double*>(base + delta_bytes);
+    cudaStream_t s = res_.stream();
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_delta, delta.data(), delta.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+    DIDMARK_CUDA_TRY(cudaMemsetAsync(d_stats, 0, 3 * sizeof(double), s));
+
+    kernels::AddArgs a;
+    a.dtype = src.dtype;
+    a.carrier = c;
+    a.delta = d_delta;
+    a.sum_sq_src = d_stats;
+    a.sum_sq_diff = d_stats + 1;
+    a.nonfinite = reinterpret_cast<unsigned long long*>(d_stats + 2);
+    for_each_chunk(src, &dst, [&](const void* in, void* outp, int64_t n, uint64_t block_offset) {
+      a.src = in;
+      a.dst = outp;
+      a.numel = n;
+      a.block_offset = block_offset;
+      kernels::launch_carrier_add(a, res_.props().multiProcessorCount, s);
+      DIDMARK_CUDA_CHECK_LAUNCH("carrier_add");
+    });
+    double stats[3];
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(stats, d_stats, sizeof stats, cudaMemcpyDeviceToHost, s));
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));
+    unsigned long long nf = 0;
+    std::memcpy(&nf, &stats[2], sizeof nf);
+    AddStats r;
+    r.sum_sq_src = stats[0];
+    r.sum_sq_diff = stats[1];
+    r.nonfinite = static_cast<int64_t>(nf);
+    return r;
+  }
+
+  std::vector<double> sample(const TensorView& w, int64_t count) override {
+    check_view(w, "sample");
+    if (w.device == Device::cpu) return backend_detail::sample_host(w, count);
+    cuda::DeviceScope scope(res_.device());
+    const int64_t m = std::min(count, w.numel());
+    std::vector<double> out(static_cast<std::size_t>(m > 0 ? m : 0));
+    if (m <= 0) return out;
+    auto* d = static_cast<double*>(res_.scratch(out.size() * sizeof(double), 1));
+    kernels::launch_sample(w.data, w.dtype, w.numel(), m, d, res_.stream());
+    DIDMARK_CUDA_CHECK_LAUNCH("sample");
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(out.data(), d, out.size() * sizeof(double), cudaMemcpyDeviceToHost, res_.stream()));
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(res_.stream()));
+    return out;
+  }
+
+  void copy(const TensorView& src, const TensorView& dst) override {
+    backend_check::same_layout(src, dst, "copy");
+    if (src.data == dst.data || src.nbytes() == 0) return;
+    cuda::DeviceScope scope(res_.device());
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDefault, res_.stream()));
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(res_.stream()));
+  }
+
+  void synchronize() override {
+    cuda::DeviceScope scope(res_.device());
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(res_.stream()));
+  }
+
+ private:
+  static std::size_t round_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
+
+  void check_view(const TensorView& v, const char* what) {
+    backend_check::float_view(v, what);
+    DIDMARK_EXPECTS(v.device == Device::cpu || v.device_index == res_.device(), invalid_argument, what, ": ",
+                    v.describe(), " is not on this backend's device cuda:", res_.device());
+  }
+
+  /// Run fn(in, out, n, block_offset) over `src` (and `dst` when given): once for device
+  /// views; chunk by chunk through pinned staging for host views, copying results back.
+  template <class Fn>
+  void for_each_chunk(const TensorView& src, const TensorView* dst, Fn&& fn) {
+    const int64_t numel = src.numel();
+    if (numel == 0) return;
+    if (src.device == Device::cuda) {
+      fn(src.data, dst ? dst->data : nullptr, numel, 0);
+      return;
+    }
+    const std::size_t esize = dtype_size(src.dtype);
+    // Chunks hold whole kernel tiles so carrier blocks never straddle two chunks.
+    const int64_t chunk = std::max<int64_t>(
+        kernels::kCarrierTile,
+        static_cast<int64_t>(cuda::CudaResources::kStagingBytes / esize) / kernels::kCarrierTile * kernels::kCarrierTile);
+    const std::size_t chunk_bytes = static_cast<std::size_t>(std::min(chunk, numel)) * esize;
+    cudaStream_t s = res_.stream();
+    void* dev[2] = {res_.scratch(chunk_bytes, 2), res_.scratch(chunk_bytes, 3)};
+    void* pin[2] = {res_.pinned(chunk_bytes, 0), res_.pinned(chunk_bytes, 1)};
+    struct Pending {
+      bool busy = false;
+      int64_t first = 0, n = 0;
+    } pending[2];
+    auto drain = [&](int slot) {
+      if (!pending[slot].busy) return;
+      DIDMARK_CUDA_TRY(cudaEventSynchronize(events_[slot]));
+      if (dst)
+        std::memcpy(static_cast<char*>(dst->data) + static_cast<std::size_t>(pending[slot].first) * esize, pin[slot],
+                    static_cast<std::size_t>(pending[slot].n) * esize);
+      pending[slot].busy = false;
+    };
+    int slot = 0;
+    for (int64_t first = 0; first < numel; first += chunk, slot ^= 1) {
+      const int64_t n = std::min(chunk, numel - first);
+      const std::size_t bytes = static_cast<std::size_t>(n) * esize;
+      drain(slot);  // the pinned buffer is free once its previous chunk has come back
+      std::memcpy(pin[slot], static_cast<const char*>(src.data) + static_cast<std::size_t>(first) * esize, bytes);
+      DIDMARK_CUDA_TRY(cudaMemcpyAsync(dev[slot], pin[slot], bytes, cudaMemcpyHostToDevice, s));
+      fn(dev[slot], dst ? dev[slot] : nullptr, n, static_cast<uint64_t>(first / detail::kCarrierBlock));
+      if (dst) DIDMARK_CUDA_TRY(cudaMemcpyAsync(pin[slot], dev[slot], bytes, cudaMemcpyDeviceToHost, s));
+      DIDMARK_CUDA_TRY(cudaEventRecord(events_[slot], s));
+      pending[slot] = {true, first, n};
+    }
+    drain(0);
+    drain(1);
+  }
+
+  cuda::CudaResources res_;
+  cudaEvent_t events_[2] = {nullptr, nullptr};
+};
+
+}  // namespace
+
+namespace cuda {
+CudaResources* resources_of(Backend& b) noexcept {
+  auto* cb = dynamic_cast<CudaBackend*>(&b);
+  return cb ? &cb->resources() : nullptr;
+}
+}  // namespace cuda
+
+bool cuda_compiled() noexcept { return true; }
+bool cuda_available() noexcept { return cuda::usable_device_count() > 0; }
+std::shared_ptr<Backend> make_cuda_backend(int device) { return std::make_shared<CudaBackend>(device); }
+
+}  // namespace didmark
