@@ -22,7 +22,7 @@ int64_t num_blocks(int64_t numel) { return (numel + detail::kCarrierBlock - 1) /
 // The per-dtype entry points are compiled twice (AVX2+FMA+F16C and baseline x86-64) and
 // picked at load time, so one binary runs everywhere and uses the wide units where present.
 #if defined(__x86_64__) && !defined(__clang__) && !defined(DIDMARK_NO_CLONES)
-#define DIDMARK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define DIDMARK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
 #else
 #define DIDMARK_CLONES
 #endif
