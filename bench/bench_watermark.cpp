@@ -33,9 +33,6 @@ int threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concu
 // The baselines: what the memory system gives a plain loop with the same threads.
 typedef float v8f __attribute__((vector_size(32)));
 
-#if defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
 float sum_range(const unsigned char* p, std::size_t bytes) {
   v8f a0 = {}, a1 = {}, a2 = {}, a3 = {};
   std::size_t i = 0;

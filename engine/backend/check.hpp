@@ -43,6 +43,11 @@ inline void add_args(const TensorView& src, const TensorView& dst, const detail:
   DIDMARK_EXPECTS(c.num_bits >= 1, invalid_argument, "carrier_add: carrier with 0 payload bits");
   DIDMARK_EXPECTS(delta.size() == c.num_bits, invalid_argument, "carrier_add: ", delta.size(),
                   " step values for a carrier of ", c.num_bits, " bits");
+  // Steps are fractions of a tensor's RMS; the vector paths rely on them being far from
+  // the float range's end (no rounding into Inf).
+  for (std::size_t b = 0; b < delta.size(); ++b)
+    DIDMARK_EXPECTS(delta[b] == delta[b] && delta[b] > -1e30f && delta[b] < 1e30f, invalid_argument,
+                    "carrier_add: step for bit ", b, " is ", delta[b], " (must be finite and below 1e30)");
 }
 
 }  // namespace didmark::backend_check

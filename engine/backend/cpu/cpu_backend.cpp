@@ -19,13 +19,8 @@ constexpr int64_t kBlocksPerTask = 512;
 
 int64_t num_blocks(int64_t numel) { return (numel + detail::kCarrierBlock - 1) / detail::kCarrierBlock; }
 
-// The per-dtype entry points are compiled twice (AVX2+FMA+F16C and baseline x86-64) and
-// picked at load time, so one binary runs everywhere and uses the wide units where present.
-#if defined(__x86_64__) && !defined(__clang__) && !defined(DIDMARK_NO_CLONES)
-#define DIDMARK_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
-#else
-#define DIDMARK_CLONES
-#endif
+// flatten: the whole range loop of each dtype is one function, with nothing left as a call.
+#define DIDMARK_FLATTEN __attribute__((flatten))
 
 struct RangeOut {
   std::vector<double> sums;  // k_count * L, flattened
@@ -42,19 +37,19 @@ void correlate_task(const void* data, int64_t numel, int64_t g0, int64_t g1, std
                        ptrs.data(), out.sum_sq, out.nonfinite);
 }
 
-DIDMARK_CLONES void correlate_f32(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+DIDMARK_FLATTEN void correlate_f32(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
                                   RangeOut& o, const std::vector<std::size_t>& off) {
   correlate_task<float>(d, n, g0, g1, cs, o, off);
 }
-DIDMARK_CLONES void correlate_f64(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+DIDMARK_FLATTEN void correlate_f64(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
                                   RangeOut& o, const std::vector<std::size_t>& off) {
   correlate_task<double>(d, n, g0, g1, cs, o, off);
 }
-DIDMARK_CLONES void correlate_f16(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
+DIDMARK_FLATTEN void correlate_f16(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
                                   RangeOut& o, const std::vector<std::size_t>& off) {
   correlate_task<cpu::f16_t>(d, n, g0, g1, cs, o, off);
 }
-DIDMARK_CLONES void correlate_bf16(const void* d, int64_t n, int64_t g0, int64_t g1,
+DIDMARK_FLATTEN void correlate_bf16(const void* d, int64_t n, int64_t g0, int64_t g1,
                                    std::span<const CarrierSpec> cs, RangeOut& o, const std::vector<std::size_t>& off) {
   correlate_task<cpu::bf16_t>(d, n, g0, g1, cs, o, off);
 }
@@ -68,19 +63,19 @@ void add_task(const void* src, void* dst, int64_t numel, int64_t g0, int64_t g1,
   out.sums[0] += dsq;
 }
 
-DIDMARK_CLONES void add_f32(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+DIDMARK_FLATTEN void add_f32(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
                             const float* delta, RangeOut& o) {
   add_task<float>(s, d, n, g0, g1, c, delta, o);
 }
-DIDMARK_CLONES void add_f64(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+DIDMARK_FLATTEN void add_f64(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
                             const float* delta, RangeOut& o) {
   add_task<double>(s, d, n, g0, g1, c, delta, o);
 }
-DIDMARK_CLONES void add_f16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+DIDMARK_FLATTEN void add_f16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
                             const float* delta, RangeOut& o) {
   add_task<cpu::f16_t>(s, d, n, g0, g1, c, delta, o);
 }
-DIDMARK_CLONES void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
+DIDMARK_FLATTEN void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int64_t g1, const CarrierSpec& c,
                              const float* delta, RangeOut& o) {
   add_task<cpu::bf16_t>(s, d, n, g0, g1, c, delta, o);
 }

@@ -20,6 +20,10 @@
 #include "didmark/detail/embed_math.hpp"
 #include "didmark/detail/half.hpp"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace didmark::cpu {
 
 using detail::CarrierSpec;
@@ -45,12 +49,27 @@ inline v8u as_u(v8f f) {
   std::memcpy(&u, &f, sizeof u);
   return u;
 }
-inline v8u splat(uint32_t x) { return v8u{x, x, x, x, x, x, x, x}; }
+// `vector + scalar` makes GCC broadcast (vpbroadcastd); an initializer list of eight copies
+// would be built lane by lane.
+inline v8u splat(uint32_t x) { return v8u{} + x; }
 
 // ---- Philox4x32-10, 8 counters at once ------------------------------------------------
 // Lane i computes detail::philox4x32_10 for block g0 + i; same arithmetic, so the same bits.
 
 inline void mulhilo8(uint32_t m, v8u a, v8u& hi, v8u& lo) {
+#if defined(__AVX2__)
+  // vpmuludq on the even and the odd lanes; GCC's vector extensions would emulate a full
+  // 64x64-bit multiply here.
+  __m256i av;
+  std::memcpy(&av, &a, sizeof av);
+  const __m256i mv = _mm256_set1_epi32(static_cast<int>(m));
+  const __m256i pe = _mm256_mul_epu32(av, mv);
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(av, 32), mv);
+  const __m256i l = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+  std::memcpy(&lo, &l, sizeof lo);
+  std::memcpy(&hi, &h, sizeof hi);
+#else
   v4ul ae, ao;
   std::memcpy(&ae, &a, sizeof ae);
   ao = ae >> 32;
@@ -61,6 +80,7 @@ inline void mulhilo8(uint32_t m, v8u a, v8u& hi, v8u& lo) {
   const v4ul hi64 = (pe >> 32) | (po & 0xFFFFFFFF00000000ull);
   std::memcpy(&lo, &lo64, sizeof lo);
   std::memcpy(&hi, &hi64, sizeof hi);
+#endif
 }
 
 struct Signs8 {
@@ -68,12 +88,11 @@ struct Signs8 {
 };
 
 inline Signs8 carrier_signs8(const CarrierSpec& s, uint64_t g0) {
-  v8u x, y;
-  for (int i = 0; i < 8; ++i) {
-    const uint64_t g = g0 + static_cast<uint64_t>(i);
-    x[i] = static_cast<uint32_t>(g);
-    y[i] = (static_cast<uint32_t>(g >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28);
-  }
+  const v8u lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  v8u x = splat(static_cast<uint32_t>(g0)) + lane;
+  // The high counter word changes inside a group only when the low word wraps.
+  const v8u wrapped = (v8u)(x < splat(static_cast<uint32_t>(g0)));
+  v8u y = splat((static_cast<uint32_t>(g0 >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28)) - wrapped;
   v8u z = splat(s.stream.x), w = splat(s.stream.y);
   uint32_t k0 = s.key.x, k1 = s.key.y;
   for (int r = 0; r < 10; ++r) {
@@ -127,10 +146,16 @@ inline v8f load8(const T* p) {
   }
 }
 
-/// Lane l holds the sign bit of element (first + l) of `word`, moved to bit 31.
-inline v8u sign_lanes(uint32_t word, uint32_t first) {
+/// Lane l holds the sign bit of element (first + l) of the broadcast word, moved to bit 31.
+inline v8u sign_lanes(v8u word, uint32_t first) {
   const v8u shift = v8u{31, 30, 29, 28, 27, 26, 25, 24} - first;
-  return (splat(word) << shift) & 0x80000000u;
+  return (word << shift) & 0x80000000u;
+}
+
+inline bool all_lanes(v8u mask) {
+  v8u m = mask;
+  uint32_t a = m[0] & m[1] & m[2] & m[3] & m[4] & m[5] & m[6] & m[7];
+  return a != 0;
 }
 
 inline float hsum(v8f v) {
@@ -139,27 +164,66 @@ inline float hsum(v8f v) {
 
 // ---- correlate ------------------------------------------------------------------------------
 
-/// One full block: returns sum c_e w_e, and (WithSq) the sum of squares in q.
+/// One full block: lane sums of c_e w_e into s, and (WithSq) of w_e^2 into q.
 template <class T, bool WithSq>
-inline float block_corr8(const T* p, const u32x4& r, float& q) {
+inline void block_corr8(const T* p, const u32x4& r, v8f& s, v8f& q) {
   v8f s0 = {}, s1 = {}, q0 = {}, q1 = {};
   const uint32_t words[4] = {r.x, r.y, r.z, r.w};
 #pragma GCC unroll 4
   for (int wi = 0; wi < 4; ++wi) {
     const T* b = p + wi * 32;
+    const v8u wv = splat(words[wi]);
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      // 16 bf16 per load: the low halves of the 32-bit lanes are elements 2l, the high
+      // halves 2l+1; a sum does not care about order, so no widening shuffle is needed.
+#pragma GCC unroll 2
+      for (int j = 0; j < 32; j += 16) {
+        v8u x;
+        std::memcpy(&x, b + j, sizeof x);
+        const v8f even = as_f(x << 16), odd = as_f(x & 0xFFFF0000u);
+        const v8u se = v8u{31, 29, 27, 25, 23, 21, 19, 17} - static_cast<uint32_t>(j);
+        const v8u so = v8u{30, 28, 26, 24, 22, 20, 18, 16} - static_cast<uint32_t>(j);
+        s0 += as_f(as_u(even) ^ ((wv << se) & 0x80000000u));
+        s1 += as_f(as_u(odd) ^ ((wv << so) & 0x80000000u));
+        if constexpr (WithSq) {
+          q0 += even * even;
+          q1 += odd * odd;
+        }
+      }
+    } else {
 #pragma GCC unroll 4
-    for (int j = 0; j < 32; j += 16) {
-      const v8f a = load8(b + j), c = load8(b + j + 8);
-      s0 += as_f(as_u(a) ^ sign_lanes(words[wi], static_cast<uint32_t>(j)));
-      s1 += as_f(as_u(c) ^ sign_lanes(words[wi], static_cast<uint32_t>(j + 8)));
-      if constexpr (WithSq) {
-        q0 += a * a;
-        q1 += c * c;
+      for (int j = 0; j < 32; j += 16) {
+        const v8f a = load8(b + j), c = load8(b + j + 8);
+        s0 += as_f(as_u(a) ^ sign_lanes(wv, static_cast<uint32_t>(j)));
+        s1 += as_f(as_u(c) ^ sign_lanes(wv, static_cast<uint32_t>(j + 8)));
+        if constexpr (WithSq) {
+          q0 += a * a;
+          q1 += c * c;
+        }
       }
     }
   }
-  if constexpr (WithSq) q = hsum(q0 + q1);
-  return hsum(s0 + s1);
+  s = s0 + s1;
+  if constexpr (WithSq) q = q0 + q1;
+}
+
+/// out[i] = sum of the lanes of v[i], for 8 vectors at once (a transposing add tree).
+inline v8f reduce8(const v8f* v) {
+#if defined(__AVX2__)
+  __m256 m[8];
+  std::memcpy(m, v, sizeof m);
+  const __m256 t0 = _mm256_hadd_ps(m[0], m[1]), t1 = _mm256_hadd_ps(m[2], m[3]);
+  const __m256 t2 = _mm256_hadd_ps(m[4], m[5]), t3 = _mm256_hadd_ps(m[6], m[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  const __m256 r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+  v8f out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+#else
+  v8f out;
+  for (int i = 0; i < 8; ++i) out[i] = hsum(v[i]);
+  return out;
+#endif
 }
 
 /// Any block (partial, f64, or holding NaN/Inf): finite elements only, the rest counted.
@@ -186,41 +250,52 @@ void correlate_range(const T* data, int64_t numel, int64_t g0, int64_t g1, const
   constexpr bool kVector = !std::is_same_v<T, double>;
   for (int64_t g = g0; g < g1; g += 8) {
     const int nb = static_cast<int>(std::min<int64_t>(8, g1 - g));
-    uint32_t bad = 0;  // blocks of this group that need the checked path
+    const int64_t first = g * detail::kCarrierBlock;
+    // Full blocks of the group go down the vector path; the partial last block, f64 and
+    // blocks holding NaN/Inf go down the checked one.
+    const int full = kVector ? static_cast<int>(std::min<int64_t>(nb, (numel - first) / detail::kCarrierBlock)) : 0;
+    uint32_t bad = 0;
     for (int k = 0; k < k_count; ++k) {
       const CarrierSpec& c = carriers[k];
       const Signs8 sg = carrier_signs8(c, static_cast<uint64_t>(g));
-      uint32_t bit = detail::carrier_bit_index(c, static_cast<uint64_t>(g));
-      double* sums = bit_sums[k];
-      for (int i = 0; i < nb; ++i, bit = bit + 1 == c.num_bits ? 0 : bit + 1) {
-        const int64_t first = (g + i) * detail::kCarrierBlock;
-        const int n = static_cast<int>(std::min<int64_t>(detail::kCarrierBlock, numel - first));
-        const T* p = data + first;
-        const u32x4 r = block_words(sg, i);
-        if (kVector && n == detail::kCarrierBlock && !(bad >> i & 1u)) {
-          if (k == 0) {
-            float q;
-            const float s = block_corr8<T, true>(p, r, q);
-            if (std::isfinite(q)) {
-              sum_sq += static_cast<double>(q);
-              sums[bit] += static_cast<double>(s);
-              continue;
-            }
-            bad |= 1u << i;
+      // Lane partials of the group's full blocks, reduced together; computed unconditionally
+      // so that a block's sums and squares stay in one pass over its vectors.
+      v8f sv[8] = {}, qv[8] = {};
+      if (k == 0) {
+        for (int i = 0; i < full; ++i)
+          block_corr8<T, true>(data + first + i * detail::kCarrierBlock, block_words(sg, i), sv[i], qv[i]);
+      } else {
+        for (int i = 0; i < full; ++i)
+          block_corr8<T, false>(data + first + i * detail::kCarrierBlock, block_words(sg, i), sv[i], qv[i]);
+      }
+      const v8f sp = reduce8(sv);
+      if (k == 0 && full > 0) {
+        const v8f qp = reduce8(qv);
+        for (int i = 0; i < full; ++i) {
+          if (std::isfinite(qp[i])) {
+            sum_sq += static_cast<double>(qp[i]);
           } else {
-            float unused;
-            sums[bit] += static_cast<double>(block_corr8<T, false>(p, r, unused));
-            continue;
+            bad |= 1u << i;
           }
         }
-        double s, q;
+      }
+      double* sums = bit_sums[k];
+      uint32_t bit = detail::carrier_bit_index(c, static_cast<uint64_t>(g));
+      for (int i = 0; i < nb; ++i, bit = bit + 1 == c.num_bits ? 0 : bit + 1) {
+        if (i < full && !(bad >> i & 1u)) {
+          sums[bit] += static_cast<double>(sp[i]);
+          continue;
+        }
+        const int64_t f = first + i * detail::kCarrierBlock;
+        const int n = static_cast<int>(std::min<int64_t>(detail::kCarrierBlock, numel - f));
+        double s_blk, q_blk;
         int64_t nf = 0;
-        block_checked(p, n, r, s, q, nf);
+        block_checked(data + f, n, block_words(sg, i), s_blk, q_blk, nf);
         if (k == 0) {
-          sum_sq += q;
+          sum_sq += q_blk;
           nonfinite += nf;
         }
-        sums[bit] += s;
+        sums[bit] += s_blk;
       }
     }
   }
@@ -237,20 +312,15 @@ inline v8u fmix8(v8u h) {
   return h;
 }
 
-/// 8 dithers of detail::carrier_dither for elements e0..e0+7 of a block.
-inline v8u dither8(const u32x4& r, uint32_t e0) {
-  const v8u lane = {0, 1, 2, 3, 4, 5, 6, 7};
-  return fmix8(splat(r.x ^ r.w) + (lane + (e0 + 1u)) * 0x9E3779B9u);
-}
-
-/// Vector embed of 8 finite elements; false when some lane needs the scalar formula (f16
-/// outside the normal range). Same arithmetic as detail::embed_element.
+/// Vector embed of 8 finite elements e0..e0+7 of a block; false when some lane needs the
+/// scalar formula (f16 outside the normal range). Same arithmetic as detail::embed_element;
+/// `dither_h` is the pre-mix input of detail::carrier_dither for these lanes.
 template <class T>
-inline bool embed8(const T* p, T* out, float d, const u32x4& r, uint32_t word, uint32_t e0, v8f& q, v8f& dq) {
+inline bool embed8(const T* p, T* out, v8u d_bits, v8u sign, v8u dither_h, v8f& q, v8f& dq) {
   const v8f v = load8(p);
-  const v8f dv = as_f(splat(detail::f32_bits(d)) ^ sign_lanes(word, e0 & 31u));
-  const v8f x = v + dv;
+  const v8f x = v + as_f(d_bits ^ sign);
   if constexpr (std::is_same_v<T, float>) {
+    (void)dither_h;
     const v8f diff = x - v;
     q += v * v;
     dq += diff * diff;
@@ -258,21 +328,20 @@ inline bool embed8(const T* p, T* out, float d, const u32x4& r, uint32_t word, u
     return true;
   } else {
     const v8u xb = as_u(x);
-    const v8u u = dither8(r, e0);
+    const v8u u = fmix8(dither_h);
     v8u qb;
     if constexpr (std::is_same_v<T, bf16_t>) {
       qb = xb >> 16;
       qb -= (v8u)((u >> 16) < (xb & 0xFFFFu));  // mask -1 where rounding away from zero
       qb += (v8u)((qb & 0x7F80u) == 0x7F80u);   // a finite input never becomes Inf
-      const v8f w = as_f(qb << 16);
+      const v8f w = as_f(qb << 16);  // (bf16 blocks normally take embed_block_bf16)
       const v8f diff = w - v;
       q += v * v;
       dq += diff * diff;
     } else {
       const v8u ax = xb & 0x7FFFFFFFu;
       const v8u normal = (v8u)(ax >= 0x38800000u) & (v8u)(ax < 0x477FE000u);
-      for (int l = 0; l < 8; ++l)
-        if (!normal[l]) return false;
+      if (!all_lanes(normal)) return false;
       qb = (ax - 0x38000000u) >> 13;
       qb -= (v8u)((u >> 19) < (ax & 0x1FFFu));
       qb |= (xb >> 16) & 0x8000u;
@@ -287,15 +356,88 @@ inline bool embed8(const T* p, T* out, float d, const u32x4& r, uint32_t word, u
   }
 }
 
-/// Embed blocks [g0, g1): dst = src + c * delta[b], with statistics.
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+inline bool all_finite(v8f v) {
+  const v8u e = as_u(v) & 0x7F800000u;
+  const v8u bad = (v8u)(e == 0x7F800000u);
+  return !(bad[0] | bad[1] | bad[2] | bad[3] | bad[4] | bad[5] | bad[6] | bad[7]);
+}
+
+/// Embed one full block into `out`: lane sums of src^2 and (dst-src)^2 in q and dq; false
+/// when the scalar path must redo the block.
+template <class T>
+inline bool embed_block(const T* p, T* out, float d, const u32x4& r, v8f& q, v8f& dq) {
+  const uint32_t words[4] = {r.x, r.y, r.z, r.w};
+  const v8u d_bits = splat(detail::f32_bits(d));
+  // detail::carrier_dither(r, e) = fmix32((r.x ^ r.w) + (e + 1) * golden): the pre-mix value
+  // of each lane advances by a fixed multiple of golden per step.
+  constexpr uint32_t kGolden = 0x9E3779B9u;
+  const uint32_t base = (r.x ^ r.w) + kGolden;
+  bool ok = true;
+  if constexpr (std::is_same_v<T, bf16_t>) {
+    // 16 bf16 per 32-byte load, as pairs in 32-bit lanes: element 2l in the low half, 2l+1 in
+    // the high half. Results are packed back the same way, so nothing is shuffled.
+    v8u he = splat(base) + v8u{0, 2, 4, 6, 8, 10, 12, 14} * kGolden;
+    v8u ho = he + kGolden;
+    const v8u step = splat(16u * kGolden);
+#pragma GCC unroll 4
+    for (int wi = 0; wi < 4; ++wi) {
+      const v8u wv = splat(words[wi]);
+#pragma GCC unroll 2
+      for (int j = 0; j < 32; j += 16) {
+        const int e0 = wi * 32 + j;
+        v8u x;
+        std::memcpy(&x, p + e0, sizeof x);
+        const v8f ve = as_f(x << 16), vo = as_f(x & 0xFFFF0000u);
+        const v8u se = ((wv << (v8u{31, 29, 27, 25, 23, 21, 19, 17} - static_cast<uint32_t>(j))) & 0x80000000u);
+        const v8u so = ((wv << (v8u{30, 28, 26, 24, 22, 20, 18, 16} - static_cast<uint32_t>(j))) & 0x80000000u);
+        const v8u xe = as_u(ve + as_f(d_bits ^ se)), xo = as_u(vo + as_f(d_bits ^ so));
+        const v8u ue = fmix8(he), uo = fmix8(ho);
+        // detail::f32_to_bf16_sr; the operands are below 2^16, so the compare is signed.
+        const v8u qe = (xe >> 16) - (v8u)((v8i)(ue >> 16) < (v8i)(xe & 0xFFFFu));
+        const v8u qo = (xo >> 16) - (v8u)((v8i)(uo >> 16) < (v8i)(xo & 0xFFFFu));
+        const v8f we = as_f(qe << 16), wo = as_f(qo << 16);
+        const v8f de = we - ve, dn = wo - vo;
+        q += ve * ve + vo * vo;
+        dq += de * de + dn * dn;
+        const v8u packed = (qe & 0xFFFFu) | (qo << 16);
+        std::memcpy(out + e0, &packed, sizeof packed);
+        he += step;
+        ho += step;
+      }
+    }
+    // Rounding up into the Inf exponent needs |x| near FLT_MAX: a block with such values has
+    // an infinite sum of squares and goes to the scalar path, and the caller keeps |d| small.
+  } else {
+    v8u h = splat(base) + v8u{0, 1, 2, 3, 4, 5, 6, 7} * kGolden;
+    const v8u step = splat(8u * kGolden);
+#pragma GCC unroll 4
+    for (int wi = 0; wi < 4; ++wi) {
+      const v8u wv = splat(words[wi]);
+#pragma GCC unroll 4
+      for (int j = 0; j < 32; j += 8) {
+        const int e0 = wi * 32 + j;
+        ok &= embed8(p + e0, out + e0, d_bits, sign_lanes(wv, static_cast<uint32_t>(j)), h, q, dq);
+        h += step;
+      }
+    }
+  }
+  return ok;
+}
+
+/// Embed blocks [g0, g1): dst = src + c * delta[b], with statistics. `delta` values must
+/// be below 2^100 in magnitude for the vector path (the backend checks).
 template <class T>
 void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, const CarrierSpec& c,
                const float* delta, double& ssq_src, double& ssq_diff, int64_t& nonfinite) {
   constexpr bool kVector = !std::is_same_v<T, double>;
+  const bool in_place = src == dst;
   for (int64_t g = g0; g < g1; g += 8) {
     const int nb = static_cast<int>(std::min<int64_t>(8, g1 - g));
     const Signs8 sg = carrier_signs8(c, static_cast<uint64_t>(g));
     uint32_t bit = detail::carrier_bit_index(c, static_cast<uint64_t>(g));
+    v8f gq = {}, gdq = {};
     for (int i = 0; i < nb; ++i, bit = bit + 1 == c.num_bits ? 0 : bit + 1) {
       const int64_t first = (g + i) * detail::kCarrierBlock;
       const int n = static_cast<int>(std::min<int64_t>(detail::kCarrierBlock, numel - first));
@@ -305,19 +447,15 @@ void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, cons
       T* o = dst + first;
       if constexpr (kVector) {
         if (n == detail::kCarrierBlock) {
-          // All 128 outputs go to a buffer first (dst may alias src); one finiteness test on
-          // the block's sum of squares decides whether they stand.
-          alignas(32) T out[detail::kCarrierBlock];
+          // Out of place the results go straight to dst (the scalar path can redo them from
+          // src); in place they wait in a buffer until the block is known to be finite.
+          alignas(32) T buf[detail::kCarrierBlock];
+          T* out = in_place ? buf : o;
           v8f q = {}, dq = {};
-          const uint32_t words[4] = {r.x, r.y, r.z, r.w};
-          bool ok = true;
-          for (uint32_t e0 = 0; e0 < detail::kCarrierBlock && ok; e0 += 8)
-            ok = embed8(p + e0, out + e0, d, r, words[e0 >> 5], e0, q, dq);
-          const float qs = hsum(q);
-          if (ok && std::isfinite(qs)) {
-            std::memcpy(o, out, sizeof out);
-            ssq_src += static_cast<double>(qs);
-            ssq_diff += static_cast<double>(hsum(dq));
+          if (embed_block(p, out, d, r, q, dq) && all_finite(q)) {
+            if (in_place) std::memcpy(o, buf, sizeof buf);
+            gq += q;
+            gdq += dq;
             continue;
           }
         }
@@ -340,6 +478,8 @@ void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, cons
       ssq_src += qd;
       ssq_diff += dqd;
     }
+    ssq_src += static_cast<double>(hsum(gq));
+    ssq_diff += static_cast<double>(hsum(gdq));
   }
 }
 
