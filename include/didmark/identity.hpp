@@ -45,6 +45,15 @@ std::string did_key_from_ed25519(std::span<const uint8_t, 32> public_key);
 /// An owner identity: a did:key and its Ed25519 secret. Copying copies the secret.
 class Identity {
  public:
+  /// An empty identity (no DID, zero seed); assign a real one before use.
+  Identity() = default;
+  Identity(const Identity&) = default;
+  Identity& operator=(const Identity&) = default;
+  Identity(Identity&&) noexcept = default;
+  Identity& operator=(Identity&&) noexcept = default;
+  /// Wipes the seed from memory.
+  ~Identity();
+
   /// A fresh identity from the system's secure random source.
   static Identity generate();
   /// The identity of a 32-byte Ed25519 seed (deterministic).
@@ -65,19 +74,30 @@ class Identity {
   std::array<uint8_t, 32> public_key_{};
 };
 
-/// Verify an Ed25519 signature made by the did:key `did`.
+/// The watermark key of (secret, DID): HKDF-SHA256 (RFC 5869) with IKM = the 32-byte
+/// secret, salt = "didmark/watermark-key/v1", info = the DID's UTF-8 bytes, 32 bytes out.
+/// Identity::watermark_key() is derive_watermark_key(seed(), did()).
+WatermarkKey derive_watermark_key(std::span<const uint8_t, 32> secret, std::string_view did);
+
+/// Verify an Ed25519 signature made by the did:key `did`: false for a wrong signature (or
+/// one that is not 64 bytes); Errc::invalid_argument when `did` is not an Ed25519 did:key.
 bool verify_signature(std::string_view did, std::span<const uint8_t> message, std::span<const uint8_t> signature);
 
 /// Write an identity file (JSON with the DID and the secret seed, mode 0600, written
 /// atomically). Refuses to overwrite an existing file unless `overwrite`.
 void save_identity(const Identity& id, const std::filesystem::path& path, bool overwrite = false);
-/// Read an identity file. Refuses (Errc::permission, with the reason) a file that group or
-/// others can read; Errc::corrupt_input when malformed, Errc::not_found when missing.
+/// Read an identity file. Refuses (Errc::permission, with the mode and the fix) a file that
+/// group or others have any access to (mode & 077, as ssh does); Errc::corrupt_input when
+/// malformed or when the DID does not belong to the seed, Errc::not_found when missing.
+/// No message ever quotes the seed.
 Identity load_identity(const std::filesystem::path& path);
 
 /// The payload codeword of a DID: `bits` bits (default 256) derived by hashing the DID.
 /// Two different DIDs agree on about half their bits.
 Payload did_codeword(std::string_view did, std::size_t bits = kDefaultPayloadBits);
+
+/// A short public fingerprint of a DID's codeword: its first 8 bytes in hex (16 digits).
+std::string codeword_fingerprint(std::string_view did);
 
 /// How well recovered bits match a DID's codeword.
 struct CodewordMatch {
