@@ -1,0 +1,94 @@
+#pragma once
+// The array mark's per-row formulas, shared by the CPU loops and kernels/dataset_array.cu.
+//
+// Row r of D elements has its own carrier v1 (detail/carrier.hpp) keyed by the row id:
+// element j belongs to block g = j / 128, its sign is bit (j % 128) of the block's Philox
+// output, and the block carries payload bit (g + bit_offset) mod L.
+//
+// The embed step size must come out the same on every device, so the row's sum of squares is
+// reduced in a fixed order: 32 lanes, lane l adding elements l, l + 32, l + 64, ... in
+// order (in double; squares of 32-bit and 16-bit values are exact in double), then the tree
+// lane[i] += lane[i + h] for h = 16, 8, 4, 2, 1. A warp does exactly this with shuffles.
+// alpha = float(strength * sqrt(ss / D)); element j becomes round(x_j + c_j * s_b * alpha)
+// with round-to-nearest for f32/f64 and keyed stochastic rounding for f16/bf16.
+#include <cmath>
+#include <cstdint>
+
+#include "didmark/detail/carrier.hpp"
+#include "didmark/detail/config.hpp"
+#include "didmark/detail/half.hpp"
+
+namespace didmark::dataset {
+
+inline constexpr int kLanes = 32;
+
+enum class ElemType : uint32_t { f32 = 0, f64 = 1, f16 = 2, bf16 = 3 };
+
+template <ElemType T>
+struct Elem;
+template <>
+struct Elem<ElemType::f32> {
+  using storage = float;
+  DIDMARK_HD static DIDMARK_FORCEINLINE double load(const storage* p, int64_t j) { return static_cast<double>(p[j]); }
+};
+template <>
+struct Elem<ElemType::f64> {
+  using storage = double;
+  DIDMARK_HD static DIDMARK_FORCEINLINE double load(const storage* p, int64_t j) { return p[j]; }
+};
+template <>
+struct Elem<ElemType::f16> {
+  using storage = uint16_t;
+  DIDMARK_HD static DIDMARK_FORCEINLINE double load(const storage* p, int64_t j) {
+    return static_cast<double>(detail::f16_to_f32(p[j]));
+  }
+};
+template <>
+struct Elem<ElemType::bf16> {
+  using storage = uint16_t;
+  DIDMARK_HD static DIDMARK_FORCEINLINE double load(const storage* p, int64_t j) {
+    return static_cast<double>(detail::bf16_to_f32(p[j]));
+  }
+};
+
+DIDMARK_HD DIDMARK_FORCEINLINE double exact_mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+DIDMARK_HD DIDMARK_FORCEINLINE double exact_add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+/// The embed step of a row from its fixed-order sum of squares.
+DIDMARK_HD DIDMARK_FORCEINLINE float row_alpha(double sum_sq, int64_t dim, double strength) {
+  return static_cast<float>(exact_mul(strength, sqrt(sum_sq / static_cast<double>(dim))));
+}
+
+/// Element j of a row after the embed step; `step` is alpha * s_b for j's block.
+template <ElemType T>
+DIDMARK_HD DIDMARK_FORCEINLINE typename Elem<T>::storage embed_elem(typename Elem<T>::storage v, float step,
+                                                                   const detail::u32x4& r, uint32_t e) {
+  const uint32_t sign = detail::carrier_sign_bit(r, e);
+  if constexpr (T == ElemType::f32) {
+    return v + detail::apply_sign(step, sign);
+  } else if constexpr (T == ElemType::f64) {
+    return v + static_cast<double>(detail::apply_sign(step, sign));
+  } else if constexpr (T == ElemType::f16) {
+    return detail::f32_to_f16_sr(detail::f16_to_f32(v) + detail::apply_sign(step, sign), detail::carrier_dither(r, e));
+  } else {
+    return detail::f32_to_bf16_sr(detail::bf16_to_f32(v) + detail::apply_sign(step, sign),
+                                  detail::carrier_dither(r, e));
+  }
+}
+
+/// Is x finite (NaN and Inf fail)?
+DIDMARK_HD DIDMARK_FORCEINLINE bool is_finite(double x) { return x - x == 0.0; }
+
+}  // namespace didmark::dataset
