@@ -75,6 +75,9 @@ struct FormatHandler {
   /// Optional: true when a path (e.g. a folder or an index file) belongs to this format even
   /// though its extension does not say so.
   std::function<bool(const std::filesystem::path&)> claims;
+  /// Optional: the other files that make up the checkpoint at `path` (the shards of an index).
+  /// `didmark scan` reports them under `path` and does not scan them on their own.
+  std::function<std::vector<std::filesystem::path>(const std::filesystem::path&)> parts;
 };
 
 int register_format(FormatHandler h);

@@ -1,0 +1,263 @@
+// PyTorch files through LibTorch: the only source that includes torch headers. Built as the
+// plugin libdidmark_torch.so (see torch_plugin.hpp); libdidmark loads it on first use.
+#include <ATen/ATen.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/api/compilation_unit.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/csrc/jit/serialization/storage_context.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+#include "common/atomic_file.hpp"
+#include "didmark/error.hpp"
+#include "didmark/io.hpp"
+#include "io/torch_pickle.hpp"
+#include "io/torch_plugin.hpp"
+
+namespace didmark {
+namespace {
+
+std::optional<DType> to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kDouble: return DType::f64;
+    case at::kFloat: return DType::f32;
+    case at::kHalf: return DType::f16;
+    case at::kBFloat16: return DType::bf16;
+    case at::kLong: return DType::i64;
+    case at::kInt: return DType::i32;
+    case at::kShort: return DType::i16;
+    case at::kChar: return DType::i8;
+    case at::kByte: return DType::u8;
+    case at::kBool: return DType::boolean;
+    default: return std::nullopt;
+  }
+}
+
+at::ScalarType to_scalar_type(DType t) {
+  switch (t) {
+    case DType::f64: return at::kDouble;
+    case DType::f32: return at::kFloat;
+    case DType::f16: return at::kHalf;
+    case DType::bf16: return at::kBFloat16;
+    case DType::i64: return at::kLong;
+    case DType::i32: return at::kInt;
+    case DType::i16: return at::kShort;
+    case DType::i8: return at::kChar;
+    case DType::u8: return at::kByte;
+    case DType::boolean: return at::kBool;
+    default: DIDMARK_THROW(Errc::unsupported, "dtype ", dtype_name(t), " has no LibTorch 1.13 equivalent");
+  }
+}
+
+// Run a LibTorch call, turning its c10::Error into ours (first line of the message only:
+// LibTorch appends a C++ backtrace).
+template <class F>
+auto torch_call(const std::string& what, Errc code, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    if (const auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    DIDMARK_THROW(code, what, ": ", msg);
+  }
+}
+
+struct Loaded final : detail::TorchLoaded {
+  c10::IValue root;
+  std::vector<at::Tensor> keep;  // the tensors behind `views`
+  std::vector<NamedTensor> views;
+  std::vector<std::pair<std::string, std::string>> held;
+
+  const std::vector<NamedTensor>& tensors() const override { return views; }
+  const std::vector<std::pair<std::string, std::string>>& withheld() const override { return held; }
+  void save(const std::filesystem::path& path, bool overwrite) const override;
+};
+
+struct Walker {
+  std::vector<std::pair<std::string, at::Tensor>> found;
+  std::vector<std::pair<std::string, std::string>> withheld;
+
+  static std::string join(const std::string& prefix, const std::string& key) {
+    return prefix.empty() ? key : prefix + "." + key;
+  }
+  static std::string key_text(const c10::IValue& k) {
+    if (k.isString()) return k.toStringRef();
+    if (k.isInt()) return std::to_string(k.toInt());
+    return "?";
+  }
+  // Visit a value; returns a replacement when the value must change (a tensor made
+  // contiguous), else nullopt.
+  std::optional<c10::IValue> visit(const c10::IValue& v, const std::string& name) {
+    if (v.isTensor()) {
+      at::Tensor t = v.toTensor();
+      if (!t.defined()) return std::nullopt;
+      if (t.layout() != at::kStrided || t.is_quantized()) {
+        withheld.emplace_back(name, "not a dense tensor");
+        return std::nullopt;
+      }
+      if (!to_dtype(t.scalar_type())) {
+        withheld.emplace_back(name, std::string("dtype ") + c10::toString(t.scalar_type()) + " is not carried");
+        return std::nullopt;
+      }
+      std::optional<c10::IValue> repl;
+      if (!t.is_contiguous()) {
+        t = t.contiguous();
+        repl = c10::IValue(t);
+      }
+      found.emplace_back(name, t);
+      return repl;
+    }
+    if (v.isGenericDict()) {
+      auto d = v.toGenericDict();
+      std::vector<std::pair<c10::IValue, c10::IValue>> changes;
+      for (const auto& e : d) {
+        if (auto r = visit(e.value(), join(name, key_text(e.key())))) changes.emplace_back(e.key(), *r);
+      }
+      for (auto& [k, r] : changes) d.insert_or_assign(k, r);
+      return std::nullopt;
+    }
+    if (v.isList()) {
+      auto l = v.toList();
+      for (std::size_t i = 0; i < l.size(); ++i)
+        if (auto r = visit(l.get(i), join(name, std::to_string(i)))) l.set(i, *r);
+      return std::nullopt;
+    }
+    if (v.isTuple()) {
+      const auto& elems = v.toTupleRef().elements();
+      std::vector<c10::IValue> copy(elems.begin(), elems.end());
+      bool changed = false;
+      for (std::size_t i = 0; i < copy.size(); ++i)
+        if (auto r = visit(copy[i], join(name, std::to_string(i)))) {
+          copy[i] = *r;
+          changed = true;
+        }
+      if (changed) return c10::IValue(c10::ivalue::Tuple::create(std::move(copy)));
+      return std::nullopt;
+    }
+    return std::nullopt;
+  }
+};
+
+std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  DIDMARK_EXPECTS(std::filesystem::exists(path), not_found, "'", name, "' does not exist");
+  auto impl = std::make_unique<Loaded>();
+  auto reader = torch_call(detail::concat("'", name, "' is not a readable torch.save zip file (files from PyTorch "
+                                                 "< 1.6 must be re-saved)"),
+                           Errc::corrupt_input,
+                           [&] { return std::make_unique<caffe2::serialize::PyTorchStreamReader>(name); });
+  const std::string context = detail::concat("cannot read '", name, "'");
+  DIDMARK_EXPECTS(reader->hasRecord("data.pkl"), unsupported, "'", name,
+                  "' has no data.pkl: a TorchScript archive or another zip file, not a torch.save file");
+  auto [pkl, pkl_size] = torch_call(context, Errc::corrupt_input, [&] { return reader->getRecord("data.pkl"); });
+  const detail::PickleFixup fixed =
+      detail::fix_torch_pickle(std::string_view(static_cast<const char*>(pkl.get()), pkl_size));
+  std::size_t pos = 0;
+  auto read = [&](char* buf, std::size_t n) {
+    const std::size_t k = std::min(n, fixed.bytes.size() - pos);
+    std::memcpy(buf, fixed.bytes.data() + pos, k);
+    pos += k;
+    return k;
+  };
+  auto read_record = [&](const std::string& rec) {
+    return std::get<0>(reader->getRecord("data/" + rec));
+  };
+  // Type tags of containers ("Dict[str, Tensor]", written by LibTorch) parse; classes do not.
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  torch::jit::TypeResolver types = [&](const c10::QualifiedName& qn) -> c10::StrongTypePtr {
+    c10::TypePtr t;
+    try {
+      t = torch::jit::Unpickler::defaultTypeParser(qn.qualifiedName());
+    } catch (const c10::Error&) {
+      DIDMARK_THROW(Errc::unsupported, "'", name, "' holds an object of class ", qn.qualifiedName(),
+                    "; only tensors, numbers, strings and containers are read");
+    }
+    return c10::StrongTypePtr(cu, t);
+  };
+  torch::jit::ObjLoader no_objects = [&](const at::StrongTypePtr&, const c10::IValue&)
+      -> c10::intrusive_ptr<c10::ivalue::Object> {
+    DIDMARK_THROW(Errc::unsupported, "'", name, "' holds an object; only tensors and containers are read");
+  };
+  impl->root = torch_call(context, Errc::corrupt_input, [&] {
+    // The storage context makes tensors that name one storage share it, as torch.load does
+    // (tied weights stay tied).
+    torch::jit::Unpickler up(read, types, no_objects, read_record, c10::Device(c10::kCPU), false,
+                             torch::jit::Unpickler::defaultTypeParser,
+                             std::make_shared<torch::jit::DeserializationStorageContext>());
+    up.set_version(reader->version());
+    return up.parse_ivalue();
+  });
+
+  Walker w;
+  if (auto r = w.visit(impl->root, "")) impl->root = *r;
+  impl->held = std::move(w.withheld);
+  // Tied weights and views share memory: keep the first name, withhold the others.
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  std::vector<std::string> owners;
+  for (auto& [tname, t] : w.found) {
+    const auto b = reinterpret_cast<uintptr_t>(t.data_ptr());
+    const auto e = b + t.numel() * t.element_size();
+    std::string shared;
+    for (std::size_t i = 0; i < ranges.size() && b != e; ++i)
+      if (b < ranges[i].second && ranges[i].first < e) shared = owners[i];
+    if (!shared.empty()) {
+      impl->held.emplace_back(tname, "shares memory with '" + shared + "'");
+      continue;
+    }
+    if (b != e) {
+      ranges.emplace_back(b, e);
+      owners.push_back(tname);
+    }
+    std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+    impl->views.push_back({tname, TensorView::contiguous(t.data_ptr(), *to_dtype(t.scalar_type()), shape)});
+    impl->keep.push_back(t);
+  }
+  return impl;
+}
+
+void write_torch(const std::filesystem::path& path, const c10::IValue& value, bool overwrite) {
+  const std::string context = detail::concat("cannot write '", path.string(), "'");
+  std::vector<char> pickle;
+  detail::AtomicFile out(path, overwrite);
+  torch_call(context, Errc::io_error, [&] {
+    torch::jit::Pickler pickler([&](const char* p, std::size_t n) { pickle.insert(pickle.end(), p, p + n); });
+    pickler.protocol();
+    pickler.pushIValue(value);
+    pickler.stop();
+    caffe2::serialize::PyTorchStreamWriter writer([&](const void* p, std::size_t n) -> std::size_t {
+      out.write(p, n);
+      return n;
+    });
+    torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+    writer.writeEndOfFile();
+    return 0;
+  });
+  out.commit();
+}
+
+void Loaded::save(const std::filesystem::path& path, bool overwrite) const { write_torch(path, root, overwrite); }
+
+void save_tensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, bool overwrite) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& t : tensors) {
+    validate_view(t.view, t.name);
+    DIDMARK_EXPECTS(t.view.device == Device::cpu && t.view.is_contiguous(), invalid_argument, "tensor '", t.name,
+                    "' is not a contiguous host view");
+    const auto opts = at::TensorOptions().dtype(to_scalar_type(t.view.dtype));
+    dict.insert(t.name, at::from_blob(t.view.data, t.view.shape, opts));
+  }
+  write_torch(path, c10::IValue(dict), overwrite);
+}
+
+}  // namespace
+}  // namespace didmark
+
+extern "C" __attribute__((visibility("default"))) const didmark::detail::TorchPlugin* didmark_torch_plugin() {
+  static const didmark::detail::TorchPlugin plugin{didmark::detail::kTorchPluginAbi, &didmark::load,
+                                                   &didmark::save_tensors};
+  return &plugin;
+}

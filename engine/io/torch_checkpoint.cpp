@@ -1,0 +1,110 @@
+// TorchCheckpoint: the public face of the LibTorch adapter, which lives in a plugin
+// (libdidmark_torch.so, see torch_plugin.hpp) loaded on first use.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+
+#include "didmark/error.hpp"
+#include "didmark/io.hpp"
+#include "io/torch_plugin.hpp"
+
+namespace didmark {
+namespace {
+
+[[noreturn]] void no_torch(const std::string& why) {
+  DIDMARK_THROW(Errc::unsupported, "PyTorch files need the LibTorch adapter: ", why);
+}
+
+#if DIDMARK_HAVE_TORCH
+// Where the plugin may be: $DIDMARK_TORCH_PLUGIN, beside the executable, ../lib from it, the
+// build tree, then the loader's own search path.
+std::vector<std::string> plugin_candidates() {
+  std::vector<std::string> out;
+  if (const char* env = std::getenv("DIDMARK_TORCH_PLUGIN"); env && *env) out.emplace_back(env);
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    out.push_back((exe.parent_path() / "libdidmark_torch.so").string());
+    out.push_back((exe.parent_path() / ".." / "lib" / "libdidmark_torch.so").string());
+  }
+#ifdef DIDMARK_TORCH_PLUGIN_PATH
+  out.emplace_back(DIDMARK_TORCH_PLUGIN_PATH);
+#endif
+  out.emplace_back("libdidmark_torch.so");
+  return out;
+}
+#endif
+
+const detail::TorchPlugin& plugin() {
+#if DIDMARK_HAVE_TORCH
+  static std::once_flag once;
+  static const detail::TorchPlugin* loaded = nullptr;
+  static std::string failure;
+  std::call_once(once, [] {
+    for (const auto& path : plugin_candidates()) {
+      std::error_code ec;
+      if (path.find('/') != std::string::npos && !std::filesystem::exists(path, ec)) continue;
+      void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (!h) {
+        failure += std::string("; ") + ::dlerror();
+        continue;
+      }
+      auto entry = reinterpret_cast<const detail::TorchPlugin* (*)()>(::dlsym(h, "didmark_torch_plugin"));
+      const detail::TorchPlugin* p = entry ? entry() : nullptr;
+      if (p && p->abi == detail::kTorchPluginAbi) {
+        loaded = p;
+        return;
+      }
+      failure += "; " + path + " is not a didmark " + std::to_string(detail::kTorchPluginAbi) + " plugin";
+    }
+  });
+  if (!loaded)
+    no_torch("libdidmark_torch.so was not found or did not load (set DIDMARK_TORCH_PLUGIN to its path)" + failure);
+  return *loaded;
+#else
+  no_torch("rebuild with -DDIDMARK_TORCH=ON (apt-get install libtorch-dev), or convert the checkpoint to "
+           "safetensors");
+#endif
+}
+
+}  // namespace
+
+bool torch_available() noexcept { return DIDMARK_HAVE_TORCH; }
+
+struct TorchCheckpoint::Impl {
+  std::unique_ptr<detail::TorchLoaded> loaded;
+};
+
+TorchCheckpoint::TorchCheckpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TorchCheckpoint::TorchCheckpoint(TorchCheckpoint&&) noexcept = default;
+TorchCheckpoint& TorchCheckpoint::operator=(TorchCheckpoint&&) noexcept = default;
+TorchCheckpoint::~TorchCheckpoint() = default;
+
+TorchCheckpoint TorchCheckpoint::load(const std::filesystem::path& path) {
+  const detail::TorchPlugin* pp = nullptr;
+  try {
+    pp = &plugin();
+  } catch (const Error& e) {
+    DIDMARK_THROW(e.code(), "cannot read '", path.string(), "': ", e.what());
+  }
+  const detail::TorchPlugin& p = *pp;
+  auto impl = std::make_unique<Impl>();
+  impl->loaded = p.load(path);
+  return TorchCheckpoint(std::move(impl));
+}
+
+const std::vector<NamedTensor>& TorchCheckpoint::tensors() const noexcept { return impl_->loaded->tensors(); }
+const std::vector<std::pair<std::string, std::string>>& TorchCheckpoint::withheld() const noexcept {
+  return impl_->loaded->withheld();
+}
+void TorchCheckpoint::save(const std::filesystem::path& path, bool overwrite) const {
+  impl_->loaded->save(path, overwrite);
+}
+void TorchCheckpoint::save_tensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
+                                   bool overwrite) {
+  plugin().save_tensors(path, tensors, overwrite);
+}
+
+}  // namespace didmark

@@ -1,0 +1,38 @@
+#pragma once
+// The boundary between libdidmark and the LibTorch adapter, a plugin (libdidmark_torch.so)
+// loaded with dlopen on first use: LibTorch's ~280 shared libraries take most of a second to
+// load, which every didmark command would otherwise pay at start-up. Both sides are built
+// from this tree by the same compiler, so C++ types cross the boundary as they are.
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "didmark/watermark.hpp"
+
+namespace didmark::detail {
+
+/// A loaded torch.save file (see TorchCheckpoint).
+class TorchLoaded {
+ public:
+  virtual ~TorchLoaded() = default;
+  virtual const std::vector<NamedTensor>& tensors() const = 0;
+  virtual const std::vector<std::pair<std::string, std::string>>& withheld() const = 0;
+  virtual void save(const std::filesystem::path& path, bool overwrite) const = 0;
+};
+
+inline constexpr int kTorchPluginAbi = 1;
+
+struct TorchPlugin {
+  int abi = kTorchPluginAbi;
+  std::unique_ptr<TorchLoaded> (*load)(const std::filesystem::path& path) = nullptr;
+  void (*save_tensors)(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
+                       bool overwrite) = nullptr;
+};
+
+}  // namespace didmark::detail
+
+/// The plugin's one exported symbol.
+extern "C" const didmark::detail::TorchPlugin* didmark_torch_plugin();
