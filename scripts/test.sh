@@ -21,4 +21,8 @@ if [ "${DIDMARK_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$ROOT/build-asan" -j"$JOBS" --timeout 2400 -E python_suite
 fi
+if [ "${DIDMARK_SKIP_FUZZ:-0}" != 1 ] && command -v clang++ >/dev/null 2>&1; then
+  echo "== fuzz (libFuzzer, ${FUZZ_SECONDS:-30}s per target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} "$ROOT/scripts/fuzz.sh"
+fi
 echo "== all tests passed"

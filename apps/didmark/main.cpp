@@ -45,7 +45,9 @@ Backend& Globals::backend() {
 
 void print_json(const nlohmann::json& j) {
   const char* compact = std::getenv("DIDMARK_JSON_COMPACT");
-  std::cout << (compact && *compact ? j.dump() : j.dump(2)) << std::endl;
+  // File names and CSV cells need not be UTF-8: replace bad bytes rather than abort.
+  const auto replace = nlohmann::json::error_handler_t::replace;
+  std::cout << (compact && *compact ? j.dump(-1, ' ', false, replace) : j.dump(2, ' ', false, replace)) << std::endl;
 }
 
 Progress::Progress(const Globals& g, std::string label, int64_t total)

@@ -203,7 +203,7 @@ ScoreSink NpyScoreWriter::sink() {
       std::size_t done = 0;
       while (done < bytes) {
         const ssize_t w = ::pwrite(im->file.fd(), src + done, bytes - done, off + static_cast<off_t>(done));
-        DIDMARK_EXPECTS(w > 0, io_error, "cannot write scores to '", im->file.temp_path().string(), "': ",
+        DIDMARK_EXPECTS(w > 0, io_error, "cannot write scores to '", im->file.target().string(), "': ",
                         std::strerror(errno));
         done += static_cast<std::size_t>(w);
       }

@@ -25,6 +25,14 @@ AtomicFile::AtomicFile(std::filesystem::path target, bool overwrite, mode_t mode
     DIDMARK_EXPECTS(!std::filesystem::exists(target_), invalid_argument, "output '", target_.string(),
                     "' already exists (use --force to overwrite)");
   const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
+#if defined(O_TMPFILE)
+  fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd_ >= 0) {
+    unnamed_ = true;
+    return;
+  }
+  // EOPNOTSUPP / EISDIR / EINVAL: the filesystem has no unnamed files; use a named one.
+#endif
   std::string leaf(".");
   leaf += target_.filename().string();
   leaf += ".didmark-tmp-XXXXXX";
@@ -44,7 +52,17 @@ AtomicFile::AtomicFile(std::filesystem::path target, bool overwrite, mode_t mode
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+  if (!committed_ && !unnamed_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::link_into(const std::filesystem::path& name) {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    const int e = errno;
+    DIDMARK_EXPECTS(e != EEXIST, invalid_argument, "output '", target_.string(),
+                    "' already exists (use --force to overwrite)");
+    DIDMARK_THROW(Errc::io_error, "cannot create '", name.string(), "': ", std::strerror(e));
+  }
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
@@ -66,6 +84,31 @@ void AtomicFile::resize(std::size_t size) {
 void AtomicFile::commit() {
   DIDMARK_ASSERT(!committed_);
   DIDMARK_EXPECTS(::fsync(fd_) == 0, io_error, "fsync of '", target_.string(), "' failed: ", errno_text());
+  if (unnamed_) {
+    if (!overwrite_) {
+      link_into(target_);  // fails if the target appeared meanwhile: never clobber it
+    } else {
+      // Name it beside the target for an instant, then rename over the target atomically.
+      const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
+      std::string leaf(".");
+      leaf += target_.filename().string();
+      leaf += ".didmark-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(fd_);
+      temp_ = dir / leaf;
+      ::unlink(temp_.c_str());
+      link_into(temp_);
+      unnamed_ = false;
+      if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+        const std::string why = errno_text();
+        ::unlink(temp_.c_str());
+        DIDMARK_THROW(Errc::io_error, "cannot rename into '", target_.string(), "': ", why);
+      }
+    }
+    ::close(fd_);
+    fd_ = -1;
+    committed_ = true;
+    sync_folder();
+    return;
+  }
   ::close(fd_);
   fd_ = -1;
   if (overwrite_) {
@@ -87,6 +130,10 @@ void AtomicFile::commit() {
     }
   }
   committed_ = true;
+  sync_folder();
+}
+
+void AtomicFile::sync_folder() const {
   const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (dfd >= 0) {

@@ -14,14 +14,17 @@ namespace didmark::detail {
 
 class AtomicFile {
  public:
-  /// Create a temporary ".<name>.didmark-tmp-XXXXXX" beside `target`. With overwrite=false
-  /// the commit fails (Errc::invalid_argument) if `target` exists by then.
+  /// Create an unnamed temporary file (O_TMPFILE) in `target`'s folder, so a process
+  /// killed before commit leaves nothing behind; where the filesystem lacks O_TMPFILE, a
+  /// hidden ".<name>.didmark-tmp-XXXXXX" instead. With overwrite=false the commit fails
+  /// (Errc::invalid_argument) if `target` exists by then.
   explicit AtomicFile(std::filesystem::path target, bool overwrite = false, mode_t mode = 0644);
   ~AtomicFile();  // removes the temporary unless committed
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   int fd() const noexcept { return fd_; }
+  /// The temporary's name; empty while it is unnamed (O_TMPFILE).
   const std::filesystem::path& temp_path() const noexcept { return temp_; }
   const std::filesystem::path& target() const noexcept { return target_; }
 
@@ -35,8 +38,12 @@ class AtomicFile {
 
  private:
   std::filesystem::path target_, temp_;
+  void link_into(const std::filesystem::path& name);  // O_TMPFILE: give the file a name
+  void sync_folder() const;
+
   int fd_ = -1;
   bool overwrite_;
+  bool unnamed_ = false;
   bool committed_ = false;
 };
 

@@ -21,7 +21,7 @@ MappedOutput::MappedOutput(const std::filesystem::path& target, bool overwrite, 
                     std::strerror(rc));
   }
   void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, file_.fd(), 0);
-  DIDMARK_EXPECTS(p != MAP_FAILED, io_error, "cannot map '", file_.temp_path().string(), "' for writing: ",
+  DIDMARK_EXPECTS(p != MAP_FAILED, io_error, "cannot map '", file_.target().string(), "' for writing: ",
                   std::strerror(errno));
   map_ = static_cast<unsigned char*>(p);
 }

@@ -311,8 +311,24 @@ def test_kill_9_during_embed_leaves_no_output(cli, run, owners, tmp_path):
     digest = sha256(src)
     child = subprocess.Popen([cli, "embed", src, "-o", out, "--id", alice], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
+    def writing():
+        # The output is an unnamed O_TMPFILE (or, on filesystems without it, a hidden
+        # temporary): look for an open file of the child's in tmp_path other than the input.
+        try:
+            fds = os.listdir(f"/proc/{child.pid}/fd")
+        except OSError:
+            return False
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{child.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(str(tmp_path)) and not target.endswith("big.safetensors"):
+                return True
+        return False
+
     deadline = time.time() + 30
-    while not any(n.startswith(".out.safetensors.didmark-tmp-") for n in os.listdir(tmp_path)):
+    while not writing():
         assert child.poll() is None, "embed finished before it could be killed"
         assert time.time() < deadline
         time.sleep(0.002)
@@ -322,7 +338,8 @@ def test_kill_9_during_embed_leaves_no_output(cli, run, owners, tmp_path):
     assert child.wait() == -signal.SIGKILL
     assert not out.exists()
     assert sha256(src) == digest
-    # Only the hidden temporary of the killed writer can remain; a new embed is unaffected.
+    # Nothing remains with O_TMPFILE; on filesystems without it, only the hidden temporary of
+    # the killed writer. A new embed is unaffected.
     leftovers = [n for n in os.listdir(tmp_path) if n not in ("big.safetensors",)]
     assert all(n.startswith(".out.safetensors.didmark-tmp-") for n in leftovers), leftovers
     run("embed", src, "-o", out, "--id", alice)
