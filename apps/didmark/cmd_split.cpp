@@ -66,14 +66,14 @@ int run_split(Globals& g, const SplitArgs& a) {
   Policy policy = a.policy.empty() ? single_level_policy(std::move(input)) : load_policy(a.policy, input);
   if (negative) policy.negative = *negative;
   if (fallback) policy.fallback = fallback;
-  const CascadeResult res = run_cascade(revenue, policy);
+  const CascadeResult res = run_cascade(revenue, std::move(policy));
 
   std::string statement;
   if (op) {
     StatementOptions so;
     so.timestamp = a.timestamp;
     so.unit = a.unit;
-    statement = make_statement(revenue, policy, res, *op, so);
+    statement = make_statement(res, *op, so);
     if (!a.output.empty()) detail::write_file_atomically(a.output, statement, a.force, 0644);
   }
   std::string proof_value, created;
@@ -87,12 +87,13 @@ int run_split(Globals& g, const SplitArgs& a) {
   if (g.json) {
     nlohmann::json payouts = nlohmann::json::object();
     nlohmann::json payees = nlohmann::json::array();
-    for (const auto& p : res.payees) {
-      payouts[p.did] = amount_to_string(p.total);
+    for (const Payout& p : res.payees) {
+      const std::string did(p.did);
+      payouts[did] = amount_to_string(p.amount);
       nlohmann::json path = nlohmann::json::array();
-      for (const auto& s : p.path)
+      for (const auto& s : res.path(p.did))
         path.push_back({{"level", res.levels[s.level].name}, {"amount", amount_to_string(s.amount)}});
-      payees.push_back({{"did", p.did}, {"total", amount_to_string(p.total)}, {"path", std::move(path)}});
+      payees.push_back({{"did", did}, {"total", amount_to_string(p.amount)}, {"path", std::move(path)}});
     }
     nlohmann::json levels = nlohmann::json::array();
     for (const auto& l : res.levels)
@@ -102,7 +103,7 @@ int run_split(Globals& g, const SplitArgs& a) {
                         {"passed", amount_to_string(l.passed)}});
     nlohmann::json out{{"revenue", amount_to_string(revenue)},
                        {"rule", "didmark/largest-remainder/v1"},
-                       {"negative_weights", std::string(negative_weights_name(policy.negative))},
+                       {"negative_weights", std::string(negative_weights_name(res.policy->negative))},
                        {"payouts", std::move(payouts)},
                        {"payees", std::move(payees)},
                        {"levels", std::move(levels)}};
@@ -138,9 +139,9 @@ int run_split(Globals& g, const SplitArgs& a) {
       std::printf("  ... %zu more (--top N shows more, --json shows all)\n", res.payees.size() - i);
       break;
     }
-    const auto& p = res.payees[i];
-    std::printf("  %-*s %24s %9s\n", static_cast<int>(width), p.did.c_str(), amount_to_string(p.total).c_str(),
-                percent(p.total, revenue).c_str());
+    const Payout& p = res.payees[i];
+    std::printf("  %-*.*s %24s %9s\n", static_cast<int>(width), static_cast<int>(p.did.size()), p.did.data(),
+                amount_to_string(p.amount).c_str(), percent(p.amount, revenue).c_str());
   }
   if (op) {
     std::printf("statement: VC 2.0, eddsa-jcs-2022, issuer %s, created %s, %zu bytes%s%s\n", op->did().c_str(),

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "didmark/error.hpp"
@@ -45,7 +46,34 @@ bool utf16_less(std::string_view a, std::string_view b) {
   return i == a.size() && j < b.size();
 }
 
+bool jcs_plain(std::string_view s) noexcept {
+  // Eight bytes at a time: a byte below 0x20, or equal to '"' or '\\' (the usual zero-byte
+  // tests, exact for "is there such a byte").
+  constexpr uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  const char* p = s.data();
+  std::size_t n = s.size();
+  uint64_t flags = 0;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    const uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    flags |= ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+  }
+  if (flags & highs) return false;
+  for (; n > 0; ++p, --n) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c < 0x20 || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
 void jcs_append_string(std::string& out, std::string_view s) {
+  if (jcs_plain(s)) {
+    out.push_back('"');
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   std::size_t run = 0;  // start of the current run of characters copied as they are
@@ -72,51 +100,71 @@ void jcs_append_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-void jcs_append_number(std::string& out, double v) {
+char* jcs_write_number(char* p, double v) {
   DIDMARK_EXPECTS(std::isfinite(v), invalid_argument, "JSON cannot carry the number ", v, " (NaN or infinite)");
   if (v == 0) {  // 0 and -0
-    out.push_back('0');
-    return;
+    *p++ = '0';
+    return p;
   }
   if (v < 0) {
-    out.push_back('-');
+    *p++ = '-';
     v = -v;
   }
-  // Shortest round-trip digits: d.ddddde[+-]x.
+  // Shortest round-trip digits: d[.dddd]e[+-]x; k digits: buf[0] and buf[2 .. e).
   char buf[40];
   const auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
   DIDMARK_ASSERT(res.ec == std::errc());
-  const std::string_view sci(buf, static_cast<std::size_t>(res.ptr - buf));
-  const std::size_t epos = sci.find('e');
-  std::string digits;
-  digits.push_back(sci[0]);
-  if (epos > 1) digits.append(sci.substr(2, epos - 2));
+  const char* e = buf + 1;
+  while (*e != 'e') ++e;
+  const int k = e == buf + 1 ? 1 : static_cast<int>(e - buf) - 1;
+  const char* rest = buf + 2;  // digits 2 .. k
   int exp10 = 0;
-  std::from_chars(sci.data() + epos + (sci[epos + 1] == '+' ? 2 : 1), sci.data() + sci.size(), exp10);
+  const char* x = e + 1;
+  const bool eneg = *x == '-';
+  if (*x == '+' || *x == '-') ++x;
+  for (; x < res.ptr; ++x) exp10 = exp10 * 10 + (*x - '0');
+  if (eneg) exp10 = -exp10;
   // ECMAScript Number::toString: k digits, n = position of the decimal point.
-  const int k = static_cast<int>(digits.size());
   const int n = exp10 + 1;
-  if (k <= n && n <= 21) {
-    out += digits;
-    out.append(static_cast<std::size_t>(n - k), '0');
-  } else if (0 < n && n <= 21) {
-    out.append(digits, 0, static_cast<std::size_t>(n));
-    out.push_back('.');
-    out.append(digits, static_cast<std::size_t>(n));
-  } else if (-6 < n && n <= 0) {
-    out += "0.";
-    out.append(static_cast<std::size_t>(-n), '0');
-    out += digits;
-  } else {
-    out.push_back(digits[0]);
+  auto put = [&p](const char* s, int len) {
+    std::memcpy(p, s, static_cast<std::size_t>(len));
+    p += len;
+  };
+  auto zeros = [&p](int len) {
+    std::memset(p, '0', static_cast<std::size_t>(len));
+    p += len;
+  };
+  if (k <= n && n <= 21) {  // an integer: the digits, then zeros
+    *p++ = buf[0];
+    put(rest, k - 1);
+    zeros(n - k);
+  } else if (0 < n && n <= 21) {  // d..d.d..d
+    *p++ = buf[0];
+    put(rest, n - 1);
+    *p++ = '.';
+    put(rest + (n - 1), k - n);
+  } else if (-6 < n && n <= 0) {  // 0.0..0d..d
+    *p++ = '0';
+    *p++ = '.';
+    zeros(-n);
+    *p++ = buf[0];
+    put(rest, k - 1);
+  } else {  // d.d..de+x
+    *p++ = buf[0];
     if (k > 1) {
-      out.push_back('.');
-      out.append(digits, 1);
+      *p++ = '.';
+      put(rest, k - 1);
     }
-    out.push_back('e');
-    out.push_back(n - 1 >= 0 ? '+' : '-');
-    out += std::to_string(std::abs(n - 1));
+    *p++ = 'e';
+    *p++ = n - 1 >= 0 ? '+' : '-';
+    p = std::to_chars(p, p + 8, std::abs(n - 1)).ptr;
   }
+  return p;
+}
+
+void jcs_append_number(std::string& out, double v) {
+  char buf[kJcsNumberMax];
+  out.append(buf, jcs_write_number(buf, v));
 }
 
 void jcs_append(std::string& out, const nlohmann::json& v) {

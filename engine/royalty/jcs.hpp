@@ -21,6 +21,11 @@ inline std::string jcs(const nlohmann::json& v) {
 void jcs_append_string(std::string& out, std::string_view utf8);
 /// A double as ECMAScript's Number.prototype.toString writes it (shortest round trip).
 void jcs_append_number(std::string& out, double v);
+/// The same, written at `p` (room for kJcsNumberMax bytes); returns the end.
+inline constexpr std::size_t kJcsNumberMax = 32;
+char* jcs_write_number(char* p, double v);
+/// True when `s` goes into a JSON string as it is (no control character, '"' or '\\').
+bool jcs_plain(std::string_view s) noexcept;
 
 /// a < b in UTF-16 code-unit order (both valid UTF-8).
 bool utf16_less(std::string_view a, std::string_view b);

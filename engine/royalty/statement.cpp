@@ -1,8 +1,9 @@
 // Signed royalty statements: W3C VC 2.0 + eddsa-jcs-2022, written canonically (RFC 8785).
 #include <algorithm>
 #include <charconv>
-#include <functional>
+#include <cstring>
 #include <ctime>
+#include <functional>
 #include <map>
 
 #include "didmark/error.hpp"
@@ -31,85 +32,165 @@ std::string utc_now() {
   return buf;
 }
 
-void append_amount(std::string& out, Amount a) {
-  char buf[48];
-  if (a <= ~uint64_t(0)) {
-    const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(a));
-    out.append(buf, r.ptr);
-    return;
+// Decimal digits of `a` at p (room for 40 bytes); returns the end.
+char* write_amount(char* p, Amount a) {
+  if (a <= ~uint64_t(0)) return std::to_chars(p, p + 40, static_cast<uint64_t>(a)).ptr;
+  constexpr uint64_t e19 = 10000000000000000000ull;
+  p = write_amount(p, a / e19);
+  char buf[20];
+  const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<uint64_t>(a % e19));
+  const auto len = static_cast<std::size_t>(r.ptr - buf);
+  std::memset(p, '0', 19 - len);
+  std::memcpy(p + (19 - len), buf, len);
+  return p + 19;
+}
+
+// Rows `"did":value` of a canonical table, one append per row: each is written into a
+// buffer on the stack unless the DID is long or needs escapes.
+class TableWriter {
+ public:
+  // DIDs known to be valid DIDs (those of a cascade result: the split checked them) have
+  // nothing to escape.
+  TableWriter(std::string& out, bool valid_dids) : out_(out), valid_dids_(valid_dids) { out_.push_back('{'); }
+  void close() { out_.push_back('}'); }
+
+  // `write(p)` writes the value at p, at most `max` bytes, and returns the end.
+  template <class Write>
+  void row(std::string_view did, std::size_t max, Write write) {
+    if (did.size() + max + 4 <= sizeof buf_ && (valid_dids_ || detail::jcs_plain(did))) {
+      char* p = buf_;
+      if (!first_) *p++ = ',';
+      *p++ = '"';
+      std::memcpy(p, did.data(), did.size());
+      p += did.size();
+      *p++ = '"';
+      *p++ = ':';
+      p = write(p);
+      out_.append(buf_, static_cast<std::size_t>(p - buf_));
+    } else {
+      if (!first_) out_.push_back(',');
+      detail::jcs_append_string(out_, did);
+      out_.push_back(':');
+      std::string value(max, '\0');
+      value.resize(static_cast<std::size_t>(write(value.data()) - value.data()));
+      out_.append(value);
+    }
+    first_ = false;
   }
-  out += amount_to_string(a);
-}
 
-void append_weight(std::string& out, const Weight& w) {
-  if (w.is_decimal())
-    detail::jcs_append_string(out, w.text());
-  else
-    detail::jcs_append_number(out, w.to_double());
-}
+  // "did":"amount"
+  void amount_row(std::string_view did, Amount a) {
+    row(did, kAmountMax + 2, [a](char* p) {
+      *p++ = '"';
+      p = write_amount(p, a);
+      *p++ = '"';
+      return p;
+    });
+  }
 
-// {"did":weight,...} in DID order: from the split's own copy of the inputs in payout order
-// when it matches the level's payees, else by sorting them.
-void append_weights_table(std::string& out, const std::vector<Payee>& payees, const LevelResult& lr) {
-  out.push_back('{');
-  bool first = true;
+  // What a payee row needs of a weight (gathered ahead of writing).
+  struct WeightRef {
+    const std::string* decimal = nullptr;  // a decimal's text; null for a double
+    double value = 0;                       // the double
+    bool payee = false;                     // false: a fallback that is not one of the payees
+  };
+  // "did":[weight,"amount"]: the weight as given (a double as a JSON number, a decimal as its
+  // text in a string) or null for a fallback that is not one of the level's payees.
+  void payee_row(std::string_view did, const WeightRef& w, Amount a) {
+    std::string quoted;  // a decimal's text as a JSON string
+    if (w.decimal) detail::jcs_append_string(quoted, *w.decimal);
+    const std::size_t max = 1 + (!w.payee ? 4 : w.decimal ? quoted.size() : detail::kJcsNumberMax) + kAmountMax + 4;
+    row(did, max, [&w, &quoted, a](char* p) {
+      *p++ = '[';
+      if (!w.payee) {
+        std::memcpy(p, "null", 4);
+        p += 4;
+      } else if (w.decimal) {
+        std::memcpy(p, quoted.data(), quoted.size());
+        p += quoted.size();
+      } else {
+        p = detail::jcs_write_number(p, w.value);
+      }
+      *p++ = ',';
+      *p++ = '"';
+      p = write_amount(p, a);
+      *p++ = '"';
+      *p++ = ']';
+      return p;
+    });
+  }
+
+ private:
+  static constexpr std::size_t kAmountMax = 39;  // digits of 2^128 - 1
+  std::string& out_;
+  bool valid_dids_ = false;
+  bool first_ = true;
+  char buf_[512];
+};
+
+// Whether `lr` is what run_cascade made of level `lv` of `policy`: payouts that view the
+// policy's DIDs, every payee listed once, its weight recorded next to its payout.
+bool belongs_to(const LevelResult& lr, const Level& lv, const Policy& policy) {
   const std::size_t n = lr.payouts.size();
-  bool in_order = lr.payee_index.size() == n && lr.weights.size() == n;
+  if (!detail::PayoutsAccess::views(lr.payouts, &policy) || lr.name != lv.name || lr.payee_index.size() != n ||
+      detail::PayoutsAccess::weights(lr.payouts).size() != n)
+    return false;
   std::size_t listed = 0;
-  for (std::size_t k = 0; in_order && k < n; ++k) {
-    if (lr.payee_index[k] == LevelResult::kNotAPayee) continue;
-    in_order = lr.payee_index[k] < payees.size();
+  for (const uint32_t i : lr.payee_index) {
+    if (i == LevelResult::kNotAPayee) continue;
+    if (i >= lv.payees.size()) return false;
     ++listed;
   }
-  if (in_order && listed == payees.size()) {
-    for (std::size_t k = 0; k < n; ++k) {
-      if (lr.payee_index[k] == LevelResult::kNotAPayee) continue;
-      if (!first) out.push_back(',');
-      first = false;
-      detail::jcs_append_string(out, lr.payouts[k].did);
-      out.push_back(':');
-      append_weight(out, lr.weights[k]);
-    }
-  } else {
-    std::vector<std::string_view> ids(payees.size());
-    for (std::size_t i = 0; i < payees.size(); ++i) ids[i] = payees[i].did;
-    const auto order = detail::sorted_order(ids);
-    for (std::size_t k = 0; k < order.size(); ++k) {
-      detail::prefetch_payee(payees, order, k);
-      if (k) out.push_back(',');
-      detail::jcs_append_string(out, payees[order[k]].did);
-      out.push_back(':');
-      append_weight(out, payees[order[k]].weight);
-    }
-  }
-  out.push_back('}');
+  return listed == lv.payees.size();
 }
 
-// {"did":"amount",...}; `payouts` is already in DID order.
-template <class Range, class Get>
-void append_amount_table(std::string& out, const Range& payouts, Get amount_of) {
-  out.push_back('{');
-  bool first = true;
-  for (const auto& p : payouts) {
-    if (!first) out.push_back(',');
-    first = false;
-    detail::jcs_append_string(out, p.did);
-    out += ":\"";
-    append_amount(out, amount_of(p));
-    out.push_back('"');
+// A level's {"did":[weight,"amount"],...} in DID order: the payouts (which view the payees'
+// DIDs, random in memory) with the weights recorded next to them. In chunks (see
+// detail::kChunk): a short loop touches the chunk's DIDs, then the rows are written.
+void append_payees_table(std::string& out, const LevelResult& lr) {
+  TableWriter t(out, true);
+  const auto weights = detail::PayoutsAccess::weights(lr.payouts);
+  const std::size_t n = lr.payouts.size();
+  for (std::size_t base = 0; base < n; base += detail::kChunk) {
+    const std::size_t m = std::min(n - base, detail::kChunk);
+    unsigned sum = 0;
+    for (std::size_t k = base; k < base + m; ++k) sum += detail::touch(lr.payouts[k].did);
+    detail::keep(sum);
+    for (std::size_t k = base; k < base + m; ++k) {
+      const auto& w = weights[k];
+      const bool payee = lr.payee_index[k] != LevelResult::kNotAPayee;
+      t.payee_row(lr.payouts[k].did, {w.decimal, w.value, payee}, lr.payouts[k].amount);
+    }
   }
-  out.push_back('}');
+  t.close();
+}
+
+// {"did":"amount",...}; `rows` are in DID order (their DIDs random in memory: in chunks).
+void append_amount_table(std::string& out, const Payouts& rows) {
+  TableWriter t(out, true);
+  const std::size_t n = rows.size();
+  for (std::size_t base = 0; base < n; base += detail::kChunk) {
+    const std::size_t m = std::min(n - base, detail::kChunk);
+    unsigned sum = 0;
+    for (std::size_t k = base; k < base + m; ++k) sum += detail::touch(rows[k].did);
+    detail::keep(sum);
+    for (std::size_t k = base; k < base + m; ++k) t.amount_row(rows[k].did, rows[k].amount);
+  }
+  t.close();
 }
 
 std::string placeholder(std::size_t k, const std::string& nonce) { return "didmark-table-" + nonce + "-" + std::to_string(k); }
 
 }  // namespace
 
-std::string make_statement(Amount revenue, const Policy& policy, const CascadeResult& result,
-                           const Identity& operator_id, const StatementOptions& options) {
+std::string make_statement(const CascadeResult& result, const Identity& operator_id, const StatementOptions& options) {
   DIDMARK_EXPECTS(!operator_id.did().empty(), invalid_argument, "a statement needs an operator identity to sign it");
-  DIDMARK_EXPECTS(result.levels.size() == policy.levels.size() && result.revenue == revenue, invalid_argument,
-                  "the cascade result does not belong to this policy and revenue");
+  bool belongs = result.policy && result.levels.size() == result.policy->levels.size();
+  for (std::size_t k = 0; belongs && k < result.levels.size(); ++k)
+    belongs = belongs_to(result.levels[k], result.policy->levels[k], *result.policy);
+  DIDMARK_EXPECTS(belongs, invalid_argument, "the cascade result was not made by run_cascade");
+  const Policy& policy = *result.policy;
+  const Amount revenue = result.revenue;
   const std::string ts = options.timestamp.empty() ? utc_now() : options.timestamp;
   const std::string issuer = operator_id.did();
 
@@ -129,7 +210,6 @@ std::string make_statement(Amount revenue, const Policy& policy, const CascadeRe
   subject["negativeWeights"] = std::string(negative_weights_name(policy.negative));
   if (policy.fallback) subject["fallback"] = *policy.fallback;
   json levels = json::array();
-  const bool multi = policy.levels.size() > 1;
   for (std::size_t k = 0; k < policy.levels.size(); ++k) {
     const Level& lv = policy.levels[k];
     const LevelResult& lr = result.levels[k];
@@ -139,20 +219,16 @@ std::string make_statement(Amount revenue, const Policy& policy, const CascadeRe
     if (lv.fallback) l["fallback"] = *lv.fallback;
     l["received"] = amount_to_string(lr.received);
     l["kept"] = amount_to_string(lr.kept);
-    l["weights"] = placeholder(tables.size(), nonce);
-    tables.push_back([&lv, &lr](std::string& out) { append_weights_table(out, lv.payees, lr); });
-    if (multi) {
-      l["payouts"] = placeholder(tables.size(), nonce);
-      tables.push_back(
-          [&lr](std::string& out) { append_amount_table(out, lr.payouts, [](const Payout& p) { return p.amount; }); });
-    }
+    l["payees"] = placeholder(tables.size(), nonce);
+    tables.push_back([&lr](std::string& out) { append_payees_table(out, lr); });
     levels.push_back(std::move(l));
   }
   subject["levels"] = std::move(levels);
-  subject["payouts"] = placeholder(tables.size(), nonce);
-  tables.push_back([&result](std::string& out) {
-    append_amount_table(out, result.payees, [](const PayeeTotal& p) { return p.total; });
-  });
+  // With one level, its table holds the totals; with more, a payee's total sums its levels.
+  if (policy.levels.size() > 1) {
+    subject["payouts"] = placeholder(tables.size(), nonce);
+    tables.push_back([&result](std::string& out) { append_amount_table(out, result.payees); });
+  }
 
   json doc = json::object();
   doc["@context"] = json::array({std::string(kVcContext)});
@@ -162,12 +238,14 @@ std::string make_statement(Amount revenue, const Policy& policy, const CascadeRe
   doc["credentialSubject"] = std::move(subject);
   const std::string skeleton = detail::jcs(doc);
 
-  // Reserve enough for the tables and the proof so that nothing is moved afterwards.
-  std::size_t estimate = skeleton.size() + 2048;
-  for (std::size_t k = 0; k < policy.levels.size(); ++k) {
-    for (const auto& p : policy.levels[k].payees) estimate += (multi ? 3 : 2) * (p.did.size() + 8) + 64;
-    if (policy.levels[k].payees.empty() || multi) estimate += 2 * 1024;  // fallbacks
-  }
+  // Reserve enough for the tables and the proof so that nothing moves afterwards: the DIDs'
+  // and decimals' text, plus per row at most 6 bytes of syntax, a number and an amount.
+  std::size_t estimate = skeleton.size() + 4096;
+  for (const auto& lr : result.levels)
+    estimate += detail::PayoutsAccess::text_bytes(lr.payouts) + lr.payouts.size() * (6 + detail::kJcsNumberMax + 41);
+  if (policy.levels.size() > 1)
+    for (const auto& lr : result.levels)
+      estimate += detail::PayoutsAccess::text_bytes(lr.payouts) + lr.payouts.size() * (6 + 41);
   std::string canonical;
   canonical.reserve(estimate);
   // Placeholders appear in canonical (sorted-key) order, not in the order they were made.
@@ -233,46 +311,65 @@ Amount amount_member(const json& obj, const char* key, const char* where) {
     throw Fail{e.what()};
   }
 }
-std::vector<Payee> weights_of(const json& table, const std::string& where) {
-  if (!table.is_object()) throw Fail{where + " is not an object of weights"};
-  std::vector<Payee> out;
-  out.reserve(table.size());
+// A level's {"did": [weight, "amount"]} rows: the payees with their weights (rows whose
+// weight is null are not payees: a fallback) and the stated amounts.
+struct LevelRows {
+  std::vector<Payee> payees;
+  std::map<std::string, Amount, std::less<>> amounts;
+};
+LevelRows rows_of(const json& table, const std::string& where) {
+  if (!table.is_object()) throw Fail{where + " is not an object of [weight, amount] rows"};
+  LevelRows out;
+  out.payees.reserve(table.size());
   for (auto it = table.begin(); it != table.end(); ++it) {
+    const json& row = *it;
+    if (!row.is_array() || row.size() != 2)
+      throw Fail{where + ": the row of " + it.key() + " is not [weight, amount]"};
     try {
-      if (it->is_number())
-        out.push_back({it.key(), Weight::from_double(it->get<double>())});
-      else if (it->is_string())
-        out.push_back({it.key(), Weight::from_decimal(it->get_ref<const std::string&>())});
-      else
+      if (row[0].is_number())
+        out.payees.push_back({it.key(), Weight::from_double(row[0].get<double>())});
+      else if (row[0].is_string())
+        out.payees.push_back({it.key(), Weight::from_decimal(row[0].get_ref<const std::string&>())});
+      else if (!row[0].is_null())
         throw Fail{where + ": the weight of " + it.key() + " is not a number"};
     } catch (const Error& e) {
       throw Fail{where + ": " + e.what()};
     }
-  }
-  return out;
-}
-// Compare a stated {"did": "amount"} table with computed payouts.
-template <class Range, class Get>
-void compare_table(const json& stated, const Range& computed, Get amount_of, const std::string& where) {
-  if (!stated.is_object()) throw Fail{where + " is not an object of amounts"};
-  std::map<std::string_view, Amount> want;
-  for (const auto& p : computed) want.emplace(p.did, amount_of(p));
-  for (auto it = stated.begin(); it != stated.end(); ++it) {
-    auto w = want.find(it.key());
-    if (w == want.end()) throw Fail{where + " pays " + it.key() + ", who is not a payee of the inputs"};
-    if (!it->is_string()) throw Fail{where + ": the amount of " + it.key() + " is not a decimal string"};
-    Amount a;
+    if (!row[1].is_string()) throw Fail{where + ": the amount of " + it.key() + " is not a decimal string"};
     try {
-      a = parse_amount(it->get_ref<const std::string&>(), "amount");
+      out.amounts.emplace(it.key(), parse_amount(row[1].get_ref<const std::string&>(), "amount"));
     } catch (const Error&) {
       throw Fail{where + ": the amount of " + it.key() + " is not a whole number"};
     }
-    if (a != w->second)
-      throw Fail{where + " gives " + it.key() + " " + amount_to_string(a) + ", but the inputs give " +
-                 amount_to_string(w->second)};
-    want.erase(w);
   }
-  if (!want.empty()) throw Fail{where + " leaves out payee " + std::string(want.begin()->first)};
+  return out;
+}
+// Compare stated amounts with computed payouts: the same payees, the same amounts.
+void compare_amounts(std::map<std::string, Amount, std::less<>> stated, const Payouts& computed,
+                     const std::string& where) {
+  for (const Payout& p : computed) {
+    const auto s = stated.find(p.did);
+    if (s == stated.end()) throw Fail{where + " leaves out payee " + std::string(p.did)};
+    if (s->second != p.amount)
+      throw Fail{where + " gives " + s->first + " " + amount_to_string(s->second) + ", but the inputs give " +
+                 amount_to_string(p.amount)};
+    stated.erase(s);
+  }
+  if (!stated.empty()) throw Fail{where + " pays " + stated.begin()->first + ", who is not a payee of the inputs"};
+}
+// A stated {"did": "amount"} table.
+std::map<std::string, Amount, std::less<>> amounts_of(const json& table, const std::string& where) {
+  if (!table.is_object()) throw Fail{where + " is not an object of amounts"};
+  std::map<std::string, Amount, std::less<>> out;
+  for (auto it = table.begin(); it != table.end(); ++it) {
+    if (!it->is_string()) throw Fail{where + ": the amount of " + it.key() + " is not a decimal string"};
+    try {
+      out.emplace(it.key(), parse_amount(it->get_ref<const std::string&>(), "amount"));
+    } catch (const Error&) {
+      throw Fail{where + ": the amount of " + it.key() + " is not a whole number"};
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -329,6 +426,7 @@ StatementCheck verify_statement(std::string_view bytes) {
     if (subject.contains("fallback")) policy.fallback = string_member(subject, "fallback", "credentialSubject");
     const json& levels = member(subject, "levels", "credentialSubject");
     if (!levels.is_array() || levels.empty()) throw Fail{"credentialSubject.levels is not a non-empty array"};
+    std::vector<std::map<std::string, Amount, std::less<>>> stated(levels.size());
     for (std::size_t k = 0; k < levels.size(); ++k) {
       const std::string at = detail::concat("credentialSubject.levels[", k, "]");
       const json& l = levels[k];
@@ -341,13 +439,15 @@ StatementCheck verify_statement(std::string_view bytes) {
         lv.keep_bps = static_cast<int>(l["keepBasisPoints"].get<int64_t>());
       }
       if (l.contains("fallback")) lv.fallback = string_member(l, "fallback", at.c_str());
-      lv.payees = weights_of(member(l, "weights", at.c_str()), at + ".weights");
+      LevelRows rows = rows_of(member(l, "payees", at.c_str()), at + ".payees");
+      lv.payees = std::move(rows.payees);
+      stated[k] = std::move(rows.amounts);
       policy.levels.push_back(std::move(lv));
     }
     c.levels = policy.levels.size();
     CascadeResult r;
     try {
-      r = run_cascade(c.revenue, policy);
+      r = run_cascade(c.revenue, std::move(policy));
     } catch (const Error& e) {
       throw Fail{std::string("the inputs do not split: ") + e.what()};
     }
@@ -357,12 +457,13 @@ StatementCheck verify_statement(std::string_view bytes) {
         throw Fail{at + ".received differs from the amount the inputs bring to this level"};
       if (amount_member(levels[k], "kept", at.c_str()) != r.levels[k].kept)
         throw Fail{at + ".kept differs from the amount the inputs keep at this level"};
-      if (levels.size() > 1)
-        compare_table(member(levels[k], "payouts", at.c_str()), r.levels[k].payouts,
-                      [](const Payout& p) { return p.amount; }, at + ".payouts");
+      compare_amounts(std::move(stated[k]), r.levels[k].payouts, at + ".payees");
     }
-    compare_table(member(subject, "payouts", "credentialSubject"), r.payees,
-                  [](const PayeeTotal& p) { return p.total; }, "credentialSubject.payouts");
+    // The totals: required with more than one level (with one, the level's table is them);
+    // when present they must hold.
+    if (levels.size() > 1 || subject.contains("payouts"))
+      compare_amounts(amounts_of(member(subject, "payouts", "credentialSubject"), "credentialSubject.payouts"), r.payees,
+                      "credentialSubject.payouts");
     c.payees = r.payees.size();
     c.payouts_ok = true;
   } catch (const Fail& f) {

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -104,17 +105,62 @@ struct SplitOptions {
   std::optional<std::string> fallback;
 };
 
+/// A payee's DID and amount. `did` is a view into the text block of the result that holds
+/// the payout (Payouts, CascadeResult): valid as long as that result, or a copy of it, lives.
 struct Payout {
-  std::string did;
+  std::string_view did;
   Amount amount = 0;
-  bool operator==(const Payout&) const = default;
+  bool operator==(const Payout&) const = default;  // compares the DIDs' text
+};
+
+namespace detail {
+struct PayoutsAccess;
+}
+
+/// Payouts sorted by DID: a read-only sequence of Payout whose DIDs live in one block of text
+/// (no allocation per payee). Copies are cheap and share the block; the views of a copy stay
+/// valid after the original is gone.
+class Payouts {
+ public:
+  using value_type = Payout;
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using reference = const Payout&;
+  using const_reference = const Payout&;
+  using pointer = const Payout*;
+  using const_pointer = const Payout*;
+  using iterator = const Payout*;
+  using const_iterator = const Payout*;
+
+  Payouts() = default;
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  const Payout* data() const noexcept { return rows_; }
+  const Payout* begin() const noexcept { return rows_; }
+  const Payout* end() const noexcept { return rows_ + size_; }
+  const Payout& operator[](std::size_t i) const noexcept { return rows_[i]; }
+  const Payout& front() const noexcept { return rows_[0]; }
+  const Payout& back() const noexcept { return rows_[size_ - 1]; }
+  operator std::span<const Payout>() const noexcept { return {rows_, size_}; }
+  friend bool operator==(const Payouts& a, const Payouts& b) noexcept {
+    if (a.size_ != b.size_) return false;
+    for (std::size_t i = 0; i < a.size_; ++i)
+      if (!(a.rows_[i] == b.rows_[i])) return false;
+    return true;
+  }
+
+ private:
+  friend struct detail::PayoutsAccess;
+  std::shared_ptr<const void> block_;  // owns the rows and the DID text
+  const Payout* rows_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 /// Split `revenue` among `payees` by the largest-remainder rule. The result lists every payee
 /// once (zero-weight payees with 0, plus the fallback when it was used), sorted by DID.
 /// Refuses (Errc::invalid_argument) an empty list, duplicate DIDs, malformed DIDs and more
-/// than 2^32 - 1 payees.
-std::vector<Payout> split(Amount revenue, std::span<const Payee> payees, const SplitOptions& options = {});
+/// than 2^32 - 2 payees.
+Payouts split(Amount revenue, std::span<const Payee> payees, const SplitOptions& options = {});
 
 /// One level of a cascade: it keeps `keep_bps` basis points of what reaches it (rounded half
 /// up: the same rule between "this level" and "the rest", ties to this level), splits that
@@ -137,13 +183,10 @@ struct LevelResult {
   Amount received = 0;  ///< what reached this level
   Amount kept = 0;      ///< what its payees share
   Amount passed = 0;    ///< what went on to the next level
-  std::vector<Payout> payouts;  ///< this level's payees (sorted by DID)
+  Payouts payouts;      ///< this level's payees (sorted by DID)
   /// For each payout, the index of its payee in Level::payees, or kNotAPayee for a
   /// fallback that is not one of them.
   std::vector<uint32_t> payee_index;
-  /// For each payout, its payee's weight as given (a zero weight for a fallback that is not
-  /// one of the payees): the inputs laid out next to the outputs.
-  std::vector<Weight> weights;
   static constexpr uint32_t kNotAPayee = 0xffffffffu;
 };
 
@@ -152,21 +195,24 @@ struct PathStep {
   Amount amount = 0;
 };
 
-struct PayeeTotal {
-  std::string did;
-  Amount total = 0;
-  std::vector<PathStep> path;  ///< one step per level the payee appears in
-};
-
 struct CascadeResult {
   Amount revenue = 0;
+  /// The inputs, kept with the result (shared by copies): the DIDs of the payouts are views
+  /// of its payees' DIDs, and make_statement() records its weights.
+  std::shared_ptr<const Policy> policy;
   std::vector<LevelResult> levels;
-  std::vector<PayeeTotal> payees;  ///< every payee once, sorted by DID; totals sum to revenue
+  /// Every payee once with its total (the sum over the levels that paid it), sorted by DID;
+  /// the totals sum to the revenue. With one level these are that level's payouts (shared).
+  Payouts payees;
+  /// How a payee's total came together: one step per level it appears in, in level order
+  /// (empty for a DID that is not a payee).
+  std::vector<PathStep> path(std::string_view did) const;
 };
 
-/// Run a cascade. Errc::invalid_argument for an empty policy, bad basis points, or a level
-/// that cannot pay anybody (all-zero weights and no fallback).
-CascadeResult run_cascade(Amount revenue, const Policy& policy);
+/// Run a cascade. The result keeps the policy (move it in to avoid a copy). Errc::invalid_argument
+/// for an empty policy, bad basis points, or a level that cannot pay anybody (all-zero weights
+/// and no fallback).
+CascadeResult run_cascade(Amount revenue, Policy policy);
 
 /// Read a weights file: a JSON object mapping payee DID to weight (a JSON number, or a
 /// string in JSON number syntax for an exact decimal). Duplicate keys, malformed DIDs, and
@@ -191,11 +237,12 @@ struct StatementOptions {
   std::string unit;
 };
 
-/// A signed statement: the canonical (RFC 8785) bytes of the credential with its proof, and
-/// a newline. Deterministic for the same inputs and timestamp. Errc::invalid_argument when
-/// `operator_id` is empty.
-std::string make_statement(Amount revenue, const Policy& policy, const CascadeResult& result,
-                           const Identity& operator_id, const StatementOptions& options = {});
+/// The signed statement of a cascade: its inputs (the result's policy and revenue) and
+/// payouts, as the canonical (RFC 8785) bytes of the credential with its proof, and a newline.
+/// Deterministic for the same result and timestamp. Errc::invalid_argument when `operator_id`
+/// is empty or `result` was not made by run_cascade().
+std::string make_statement(const CascadeResult& result, const Identity& operator_id,
+                           const StatementOptions& options = {});
 
 /// What verify_statement found.
 struct StatementCheck {

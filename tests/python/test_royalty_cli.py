@@ -78,7 +78,10 @@ def test_sign_verify_and_tamper(run, tmp_path):
     doc = json.loads(text)
     assert doc["@context"][0] == "https://www.w3.org/ns/credentials/v2"
     assert doc["proof"]["cryptosuite"] == "eddsa-jcs-2022"
-    assert doc["credentialSubject"]["payouts"] == {"did:web:a.example": "700", "did:web:b.example": "300"}
+    # One level: its table lists each payee once, [weight as given, payout].
+    assert doc["credentialSubject"]["levels"][0]["payees"] == {"did:web:a.example": [70, "700"],
+                                                               "did:web:b.example": ["30", "300"]}
+    assert "payouts" not in doc["credentialSubject"]
 
     v = run("statement", "verify", st)
     assert "VALID" in v.stdout
@@ -86,7 +89,7 @@ def test_sign_verify_and_tamper(run, tmp_path):
     assert j["valid"] and j["signature_ok"] and j["payouts_ok"] and j["canonical_ok"]
 
     # Change a payout; change a weight; add a space: each fails with exit status 1.
-    for old, new in (('"700"', '"701"'), ('":70,', '":71,'), ('{"@context"', '{ "@context"')):
+    for old, new in (('"700"', '"701"'), ('[70,', '[71,'), ('{"@context"', '{ "@context"')):
         assert old in text
         bad = tmp_path / "bad.json"
         bad.write_text(text.replace(old, new, 1))
@@ -116,6 +119,21 @@ def test_cascade_policy(run, tmp_path):
     market = next(p for p in out["payees"] if p["did"] == "did:web:market.example")
     assert market["path"] == [{"level": "platform fee", "amount": "1000"}, {"level": "data", "amount": "2100"}]
     assert [l["kept"] for l in out["levels"]] == ["1000", "2700", "6300"]
+
+    # The signed statement: each level lists its payees once with [weight, payout]; the
+    # totals follow because there is more than one level.
+    op = tmp_path / "op.id.json"
+    run("id", "new", "-o", op)
+    st = tmp_path / "st.json"
+    run("split", "--revenue", 10000, "--weights", tmp_path / "w.json", "--policy", tmp_path / "policy.json",
+        "--sign", op, "-o", st)
+    subject = json.loads(st.read_text())["credentialSubject"]
+    assert [l["payees"] for l in subject["levels"]] == [
+        {"did:web:market.example": [1, "1000"]},
+        {"did:web:base-a.example": [3, "2025"], "did:web:base-b.example": [1, "675"]},
+        {"did:web:alice.example": [2, "4200"], "did:web:market.example": [1, "2100"]}]
+    assert subject["payouts"] == out["payouts"]
+    assert run("statement", "verify", st).returncode == 0
 
 
 def test_errors(run, tmp_path):
@@ -183,6 +201,6 @@ def test_statement_verifies_with_an_independent_implementation(run, tmp_path):
     assert key[:2] == b"\xed\x01" and len(key) == 34
     data = hashlib.sha256(jcs(proof)).digest() + hashlib.sha256(jcs(doc)).digest()
     crypto.Ed25519PublicKey.from_public_bytes(key[2:]).verify(sig, data)  # raises if invalid
-    payouts = {d: int(a) for d, a in doc["credentialSubject"]["payouts"].items()}
+    payouts = {d: int(row[1]) for d, row in doc["credentialSubject"]["levels"][0]["payees"].items()}
     assert payouts == reference_split(123456789012345678901234567890,
                                       {"did:web:a.example": 7, "did:web:b.example": "3.25", "did:web:c.example": 1})

@@ -19,13 +19,13 @@ inline std::vector<Payee> payees_of(std::initializer_list<std::pair<const char*,
   return out;
 }
 
-inline std::map<std::string, Amount> as_map(const std::vector<Payout>& ps) {
+inline std::map<std::string, Amount> as_map(std::span<const Payout> ps) {
   std::map<std::string, Amount> m;
-  for (const auto& p : ps) m[p.did] = p.amount;
+  for (const auto& p : ps) m[std::string(p.did)] = p.amount;
   return m;
 }
 
-inline Amount total(const std::vector<Payout>& ps) {
+inline Amount total(std::span<const Payout> ps) {
   Amount t = 0;
   for (const auto& p : ps) t += p.amount;
   return t;

@@ -40,27 +40,28 @@ TEST(Cascade, ThreeLevels) {
   EXPECT_EQ(r.levels[2].received, 630u);
   EXPECT_EQ(r.levels[2].kept, 630u);
   EXPECT_EQ(r.levels[2].passed, 0u);
-  std::map<std::string, const PayeeTotal*> by;
+  std::map<std::string, const Payout*> by;
   Amount sum = 0;
   for (const auto& p : r.payees) {
-    by[p.did] = &p;
-    sum += p.total;
+    by[std::string(p.did)] = &p;
+    sum += p.amount;
   }
   EXPECT_EQ(sum, 1000u);
   EXPECT_EQ(r.payees.size(), 5u);  // every payee once
   for (std::size_t i = 0; i + 1 < r.payees.size(); ++i) EXPECT_LT(r.payees[i].did, r.payees[i + 1].did);
-  EXPECT_EQ(by["did:web:basemodel-a.example"]->total, 162u);
-  EXPECT_EQ(by["did:web:basemodel-b.example"]->total, 108u);
-  EXPECT_EQ(by["did:web:data-c.example"]->total, 378u);  // 630 * 3/5
-  EXPECT_EQ(by["did:web:data-d.example"]->total, 126u);
+  EXPECT_EQ(by["did:web:basemodel-a.example"]->amount, 162u);
+  EXPECT_EQ(by["did:web:basemodel-b.example"]->amount, 108u);
+  EXPECT_EQ(by["did:web:data-c.example"]->amount, 378u);  // 630 * 3/5
+  EXPECT_EQ(by["did:web:data-d.example"]->amount, 126u);
   // The platform is paid at two levels: 100 as fee, 126 as a contributor.
-  const PayeeTotal& m = *by["did:web:market.example"];
-  EXPECT_EQ(m.total, 226u);
-  ASSERT_EQ(m.path.size(), 2u);
-  EXPECT_EQ(m.path[0].level, 0u);
-  EXPECT_EQ(m.path[0].amount, 100u);
-  EXPECT_EQ(m.path[1].level, 2u);
-  EXPECT_EQ(m.path[1].amount, 126u);
+  const Payout& m = *by["did:web:market.example"];
+  EXPECT_EQ(m.amount, 226u);
+  const std::vector<PathStep> path = r.path(m.did);
+  ASSERT_EQ(path.size(), 2u);
+  EXPECT_EQ(path[0].level, 0u);
+  EXPECT_EQ(path[0].amount, 100u);
+  EXPECT_EQ(path[1].level, 2u);
+  EXPECT_EQ(path[1].amount, 126u);
 }
 
 TEST(Cascade, KeepRoundsHalfUpTowardTheLevel) {
@@ -99,10 +100,10 @@ TEST(Cascade, TotalsAreExactOnRandomCascades) {
     const auto res = run_cascade(r, p);
     Amount sum = 0, kept = 0;
     for (const auto& q : res.payees) {
-      sum += q.total;
+      sum += q.amount;
       Amount path = 0;
-      for (const auto& s : q.path) path += s.amount;
-      EXPECT_EQ(path, q.total);
+      for (const auto& s : res.path(q.did)) path += s.amount;
+      EXPECT_EQ(path, q.amount);
     }
     for (const auto& l : res.levels) kept += l.kept;
     EXPECT_EQ(sum, r);
@@ -124,7 +125,7 @@ TEST(Cascade, FallbacksAndErrors) {
   auto r = run_cascade(100, p);
   EXPECT_EQ(r.payees.front().did, "did:web:a");
   EXPECT_EQ(r.payees.back().did, "did:web:platform");
-  EXPECT_EQ(r.payees.back().total, 30u);
+  EXPECT_EQ(r.payees.back().amount, 30u);
   p.levels[0].fallback = "did:web:lab";  // a level's own fallback wins
   r = run_cascade(100, p);
   EXPECT_EQ(r.levels[0].payouts[1].did, "did:web:lab");

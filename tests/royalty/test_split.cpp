@@ -149,7 +149,7 @@ TEST(Split, PropertiesOnRandomInputs) {
     EXPECT_EQ(split(r, ps), out);
     if (r > 0 && amount_to_string(r).size() <= 38) {
       std::vector<Payee> by_payout;
-      for (const auto& p : out) by_payout.push_back({p.did, Weight::from_decimal(amount_to_string(p.amount))});
+      for (const auto& p : out) by_payout.push_back({std::string(p.did), Weight::from_decimal(amount_to_string(p.amount))});
       bool nonzero = false;
       for (const auto& p : out) nonzero = nonzero || p.amount > 0;
       if (nonzero) {

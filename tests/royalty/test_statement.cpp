@@ -49,7 +49,7 @@ std::string sign(Amount revenue, const Policy& p, const std::string& ts = "2026-
   StatementOptions so;
   so.timestamp = ts;
   so.unit = "USD cents";
-  return make_statement(revenue, p, run_cascade(revenue, p), operator_id(), so);
+  return make_statement(run_cascade(revenue, p), operator_id(), so);
 }
 
 TEST(Statement, RoundTrip) {
@@ -64,10 +64,11 @@ TEST(Statement, RoundTrip) {
   EXPECT_EQ(c.revenue, 1000001u);
   EXPECT_EQ(c.levels, 3u);
   EXPECT_EQ(c.payees, 6u);
-  // The inputs are recorded as given: doubles as JSON numbers, decimals as strings.
-  EXPECT_NE(st.find("\"did:web:alice.example\":\"12.5\""), std::string::npos);
-  EXPECT_NE(st.find("\"did:web:bob.example\":-3"), std::string::npos);
-  EXPECT_NE(st.find("\"did:web:carol.example\":0.1"), std::string::npos);
+  // The inputs are recorded as given, next to the payouts: doubles as JSON numbers,
+  // decimals as strings.
+  EXPECT_NE(st.find("\"did:web:alice.example\":[\"12.5\",\""), std::string::npos);
+  EXPECT_NE(st.find("\"did:web:bob.example\":[-3,\""), std::string::npos);
+  EXPECT_NE(st.find("\"did:web:carol.example\":[0.1,\""), std::string::npos);
   EXPECT_NE(st.find("\"negativeWeights\":\"shift\""), std::string::npos);
   EXPECT_NE(st.find("\"unit\":\"USD cents\""), std::string::npos);
   EXPECT_NE(st.find("\"cryptosuite\":\"eddsa-jcs-2022\""), std::string::npos);
@@ -143,7 +144,7 @@ TEST(Statement, ResignedWrongPayoutsFail) {
 
   // A changed input (a weight) with the old payouts fails too.
   const std::string lie2 = resign(st, [](nlohmann::json& d) {
-    d["credentialSubject"]["levels"][2]["weights"]["did:web:alice.example"] = "13";
+    d["credentialSubject"]["levels"][2]["payees"]["did:web:alice.example"][0] = "13";
   }, operator_id());
   c = verify_statement(lie2);
   EXPECT_TRUE(c.signature_ok);
@@ -191,8 +192,99 @@ TEST(Statement, ManyPayeesAndFallback) {
   const std::string zs = sign(77, z);
   const StatementCheck zc = verify_statement(zs);
   EXPECT_TRUE(zc.valid) << zc.reason;
-  EXPECT_NE(zs.find("\"did:web:platform.example\":\"77\""), std::string::npos);
+  EXPECT_NE(zs.find("\"did:web:platform.example\":[null,\"77\"]"), std::string::npos);
   EXPECT_NE(zs.find("\"fallback\":\"did:web:platform.example\""), std::string::npos);
+}
+
+TEST(Statement, EachPayeeListedOnceWithItsWeightAndPayout) {
+  // Three levels, thousands of contributors (doubles and decimals, a zero, a negative): each
+  // level lists its payees once as [weight, payout]; the totals follow with more than one
+  // level.
+  Policy p = cascade_policy();
+  std::mt19937_64 rng(6);
+  for (int i = 0; i < 5000; ++i) {
+    const std::string did = "did:web:contributor" + std::to_string(i) + ".example";
+    Weight w = i % 3 == 0 ? Weight::from_decimal(std::to_string(rng() % 1000) + "." + std::to_string(rng() % 100))
+                          : Weight::from_double(std::ldexp(static_cast<double>(rng() % 1000), -static_cast<int>(rng() % 40)));
+    p.levels[2].payees.push_back({did, w});
+  }
+  const std::string st = sign(test::u128_of("98765432109876543210987654321"), p);
+  const StatementCheck c = verify_statement(st);
+  EXPECT_TRUE(c.valid) << c.reason;
+  EXPECT_EQ(c.payees, 5006u);
+  const nlohmann::json doc = nlohmann::json::parse(st);
+  const auto& subject = doc["credentialSubject"];
+  EXPECT_EQ(subject["levels"][2]["payees"].size(), 5003u);
+  EXPECT_EQ(subject["payouts"].size(), 5006u);
+  EXPECT_FALSE(subject["levels"][0].contains("weights"));
+  EXPECT_EQ(subject["levels"][2]["payees"]["did:web:bob.example"][0], -3);
+  // With one level, its table holds the totals and there is no separate one.
+  const std::string one = sign(1000, single_level_policy(p.levels[2].payees));
+  EXPECT_TRUE(verify_statement(one).valid);
+  EXPECT_FALSE(nlohmann::json::parse(one)["credentialSubject"].contains("payouts"));
+}
+
+TEST(Statement, LongDecimalWeights) {
+  // A decimal's text as given, however long (trailing zeros), goes into the statement as is.
+  const std::string long_text = "1." + std::string(700, '0');
+  Policy p = single_level_policy({{"did:web:a.example", Weight::from_decimal(long_text)},
+                                  {"did:web:" + std::string(600, 'b') + ".example", Weight::from_decimal("2")}});
+  const std::string st = sign(3, p);
+  const StatementCheck c = verify_statement(st);
+  EXPECT_TRUE(c.valid) << c.reason;
+  EXPECT_NE(st.find("\"did:web:a.example\":[\"" + long_text + "\",\"1\"]"), std::string::npos);
+}
+
+TEST(Statement, TablesThatDoNotAddUpFail) {
+  const Policy p = cascade_policy();
+  const std::string st = sign(1000, p);
+  // More than one level needs the totals.
+  StatementCheck c = verify_statement(resign(st, [](nlohmann::json& d) { d["credentialSubject"].erase("payouts"); },
+                                             operator_id()));
+  EXPECT_FALSE(c.valid);
+  EXPECT_NE(c.reason.find("credentialSubject has no 'payouts'"), std::string::npos) << c.reason;
+  // A level's payout changed (the totals left alone).
+  c = verify_statement(resign(st, [](nlohmann::json& d) {
+    auto& row = d["credentialSubject"]["levels"][2]["payees"]["did:web:carol.example"];
+    row[1] = amount_to_string(parse_amount(row[1].get<std::string>()) + 1);
+  }, operator_id()));
+  EXPECT_FALSE(c.payouts_ok);
+  EXPECT_NE(c.reason.find("credentialSubject.levels[2].payees gives did:web:carol.example"), std::string::npos) << c.reason;
+  // A payee whose weight is null (a fallback's row) that is not the fallback.
+  c = verify_statement(resign(st, [](nlohmann::json& d) {
+    d["credentialSubject"]["levels"][2]["payees"]["did:web:carol.example"][0] = nullptr;
+  }, operator_id()));
+  EXPECT_FALSE(c.payouts_ok);
+  // Rows that are not [weight, amount].
+  c = verify_statement(resign(st, [](nlohmann::json& d) {
+    d["credentialSubject"]["levels"][1]["payees"]["did:web:lab.example"] = {0.4};
+  }, operator_id()));
+  EXPECT_NE(c.reason.find("the row of did:web:lab.example is not [weight, amount]"), std::string::npos) << c.reason;
+  // With one level, a totals table is not needed; when there is one it must hold.
+  const Policy single = single_level_policy(test::payees_of({{"did:web:a.example", 70}, {"did:web:b.example", 30}}));
+  const std::string one = sign(5, single);
+  c = verify_statement(resign(one, [](nlohmann::json& d) {
+    d["credentialSubject"]["payouts"] = {{"did:web:a.example", "4"}, {"did:web:b.example", "1"}};
+  }, operator_id()));
+  EXPECT_TRUE(c.valid) << c.reason;
+  c = verify_statement(resign(one, [](nlohmann::json& d) {
+    d["credentialSubject"]["payouts"] = {{"did:web:a.example", "5"}, {"did:web:b.example", "0"}};
+  }, operator_id()));
+  EXPECT_FALSE(c.valid);
+  EXPECT_NE(c.reason.find("credentialSubject.payouts gives did:web:a.example 5"), std::string::npos) << c.reason;
+}
+
+TEST(Statement, OnlyOfACascadeResult) {
+  // make_statement signs what run_cascade computed; a result put together otherwise is refused.
+  CascadeResult r = run_cascade(10, single_level_policy(test::payees_of({{"did:web:a.example", 1}})));
+  EXPECT_NO_THROW(make_statement(r, operator_id()));
+  CascadeResult other = r;
+  other.levels[0].payouts = split(10, test::payees_of({{"did:web:a.example", 1}}));
+  EXPECT_THROW(make_statement(other, operator_id()), Error);
+  other = r;
+  other.policy = std::make_shared<const Policy>(single_level_policy(test::payees_of({{"did:web:b.example", 1}})));
+  EXPECT_THROW(make_statement(other, operator_id()), Error);
+  EXPECT_THROW(make_statement(CascadeResult{}, operator_id()), Error);
 }
 
 TEST(Statement, KnownAnswer) {
@@ -203,13 +295,13 @@ TEST(Statement, KnownAnswer) {
   StatementOptions so;
   so.timestamp = "2026-11-25T12:00:00Z";
   const Policy p = single_level_policy(payees_of({{"did:web:b.example", 30}, {"did:web:a.example", 70}}));
-  const std::string st = make_statement(5, p, run_cascade(5, p), Identity::from_seed(zero), so);
-  EXPECT_EQ(st, R"({"@context":["https://www.w3.org/ns/credentials/v2"],"credentialSubject":{"levels":[{"kept":"5","name":"payees","received":"5","weights":{"did:web:a.example":70,"did:web:b.example":30}}],"negativeWeights":"clip","payouts":{"did:web:a.example":"4","did:web:b.example":"1"},"revenue":"5","rule":"didmark/largest-remainder/v1","type":"RoyaltySplit"},"issuer":"did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp","proof":{"@context":["https://www.w3.org/ns/credentials/v2"],"created":"2026-11-25T12:00:00Z","cryptosuite":"eddsa-jcs-2022","proofPurpose":"assertionMethod","proofValue":"zFyZhEmgTn4Kk7mRigM3uEAWbNcaEm9WfeaELPQZshRZBNU4mTsnH5Z7mFVEMRYJ7FJ1ZALG19m9oXJGxBHuYx1o","type":"DataIntegrityProof","verificationMethod":"did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp#z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"},"type":["VerifiableCredential","RoyaltyStatement"],"validFrom":"2026-11-25T12:00:00Z"})" "\n");
+  const std::string st = make_statement(run_cascade(5, p), Identity::from_seed(zero), so);
+  EXPECT_EQ(st, R"({"@context":["https://www.w3.org/ns/credentials/v2"],"credentialSubject":{"levels":[{"kept":"5","name":"payees","payees":{"did:web:a.example":[70,"4"],"did:web:b.example":[30,"1"]},"received":"5"}],"negativeWeights":"clip","revenue":"5","rule":"didmark/largest-remainder/v1","type":"RoyaltySplit"},"issuer":"did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp","proof":{"@context":["https://www.w3.org/ns/credentials/v2"],"created":"2026-11-25T12:00:00Z","cryptosuite":"eddsa-jcs-2022","proofPurpose":"assertionMethod","proofValue":"z4WNbEk71hXgcKzU1fkuDWE5Uf1VjEhi4d1f2W7L4wevf5U78SLgmE3AP77NTha64oQNbhtG2SZtL5765UUz9J2g4","type":"DataIntegrityProof","verificationMethod":"did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp#z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"},"type":["VerifiableCredential","RoyaltyStatement"],"validFrom":"2026-11-25T12:00:00Z"})" "\n");
 }
 
 TEST(Statement, NeedsAnIdentity) {
   const Policy p = cascade_policy();
-  EXPECT_THROW(make_statement(10, p, run_cascade(10, p), Identity{}), Error);
+  EXPECT_THROW(make_statement(run_cascade(10, p), Identity{}), Error);
 }
 
 }  // namespace
