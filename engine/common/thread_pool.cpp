@@ -21,8 +21,11 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::run_share(int worker) {
+  // Contiguous shares, not a stride: each worker then walks one run of memory, which the
+  // hardware prefetchers follow (striding by tasks cost verify ~15% of bandwidth).
   const int64_t n = size();
-  for (int64_t t = worker; t < tasks_; t += n) {
+  const int64_t begin = tasks_ * worker / n, end = tasks_ * (worker + 1) / n;
+  for (int64_t t = begin; t < end; ++t) {
     try {
       (*job_)(worker, t);
     } catch (...) {

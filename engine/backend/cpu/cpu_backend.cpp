@@ -33,8 +33,14 @@ void correlate_task(const void* data, int64_t numel, int64_t g0, int64_t g1, std
                     RangeOut& out, const std::vector<std::size_t>& offsets) {
   std::vector<double*> ptrs(cs.size());
   for (std::size_t k = 0; k < cs.size(); ++k) ptrs[k] = out.sums.data() + offsets[k];
+  // Locals, not out's fields: through a reference that may alias the sums, every block's
+  // update would be a store and a reload.
+  double ssq = 0;
+  int64_t nonfinite = 0;
   cpu::correlate_range(static_cast<const T*>(data), numel, g0, g1, cs.data(), static_cast<int>(cs.size()),
-                       ptrs.data(), out.sum_sq, out.nonfinite);
+                       ptrs.data(), ssq, nonfinite);
+  out.sum_sq += ssq;
+  out.nonfinite += nonfinite;
 }
 
 DIDMARK_FLATTEN void correlate_f32(const void* d, int64_t n, int64_t g0, int64_t g1, std::span<const CarrierSpec> cs,
