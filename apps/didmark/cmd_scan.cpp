@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "didmark/error.hpp"
+#include "didmark/io.hpp"
 #include "formats.hpp"
 #include "mark_options.hpp"
 
@@ -25,64 +26,23 @@ struct ScanFlags {
   int jobs = 1;
 };
 
-struct Item {
-  fs::path path;
-  std::string error_code, error_message;  // set when the path cannot even be listed
-};
+using Item = InputFile;
 
-bool hidden(const fs::path& p) {
-  const std::string n = p.filename().string();
-  return !n.empty() && n[0] == '.';
-}
-
-// The files to scan, in a stable order: folders are walked (hidden entries skipped, files of
-// no known format left out), and the parts of a multi-file checkpoint are scanned under it.
+// The files to scan, in a stable order (collect_inputs), with the formats of this CLI: files of
+// no known format left out of folders, the parts of a multi-file checkpoint scanned under it.
 std::vector<Item> collect(const std::vector<std::string>& paths, const std::string& forced) {
-  std::vector<Item> items;
-  std::set<fs::path> parts;
-  auto consider = [&](const fs::path& p, bool explicit_path) {
-    const FormatHandler* h = nullptr;
-    try {
-      h = &format_for(p, forced);
-    } catch (const Error& e) {
-      if (explicit_path) items.push_back({p, std::string(errc_name(e.code())), e.what()});
-      return;
-    }
-    if (h->parts) {
+  return collect_inputs(paths, [&](const fs::path& p) {
+    const FormatHandler& h = format_for(p, forced);
+    std::vector<fs::path> parts;
+    if (h.parts) {
       try {
-        for (const auto& q : h->parts(p)) parts.insert(fs::weakly_canonical(q));
+        parts = h.parts(p);
       } catch (const Error&) {
         // reported when the file itself is scanned
       }
     }
-    items.push_back({p, {}, {}});
-  };
-  for (const auto& s : paths) {
-    const fs::path p(s);
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      std::vector<fs::path> files;
-      auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-      for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (hidden(it->path())) {
-          if (it->is_directory(ec)) it.disable_recursion_pending();
-          continue;
-        }
-        if (it->is_regular_file(ec)) files.push_back(it->path());
-      }
-      if (ec) items.push_back({p, "io_error", "cannot list '" + p.string() + "': " + ec.message()});
-      std::sort(files.begin(), files.end());
-      for (const auto& file : files) consider(file, false);
-    } else if (fs::exists(p, ec)) {
-      consider(p, true);
-    } else {
-      items.push_back({p, "not_found", "'" + p.string() + "' does not exist"});
-    }
-  }
-  std::erase_if(items, [&](const Item& i) {
-    return i.error_code.empty() && parts.count(fs::weakly_canonical(i.path)) > 0;
+    return parts;
   });
-  return items;
 }
 
 nlohmann::json error_line(const std::string& path, const std::string& code, const std::string& message) {

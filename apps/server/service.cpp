@@ -164,67 +164,24 @@ void add_verdict(Msg& m, const std::string& did, bool detected, double z, double
   if (detected) m.add_detected(did);
 }
 
-bool hidden(const fs::path& p) {
-  const std::string n = p.filename().string();
-  return !n.empty() && n[0] == '.';
-}
+using ScanItem = InputFile;
 
-struct ScanItem {
-  fs::path path;
-  std::string error_code, error_message;  // set when the path cannot be scanned at all
-};
-
-// The files of a scan in a stable order, as `didmark scan` lists them: folders walked
-// (hidden entries and files of no known format skipped), an explicit path of unknown
-// format reported, and the shards of a sharded checkpoint scanned under its index.
+// The files of a scan in the order `didmark scan` lists them (collect_inputs), with the
+// server's formats: the shards of a sharded checkpoint are scanned under its index.
 std::vector<ScanItem> collect(const std::vector<std::string>& paths, const std::string& forced) {
-  std::vector<ScanItem> items;
-  std::set<fs::path> parts;
-  auto consider = [&](const fs::path& p, bool explicit_path) {
-    FileKind k;
-    try {
-      k = kind_of(p, forced);
-    } catch (const Error& e) {
-      if (explicit_path) items.push_back({p, std::string(errc_name(e.code())), e.what()});
-      return;
-    }
+  return collect_inputs(paths, [&](const fs::path& p) {
+    const FileKind k = kind_of(p, forced);
+    std::vector<fs::path> parts;
     if (!k.csv && k.checkpoint == CheckpointFormat::safetensors_sharded) {
       try {
-        const auto idx =
-            read_safetensors_index(resolve_checkpoint_path(p, CheckpointFormat::safetensors_sharded));
-        for (const auto& s : idx.shards) parts.insert(fs::weakly_canonical(idx.folder() / s));
+        const auto idx = read_safetensors_index(resolve_checkpoint_path(p, CheckpointFormat::safetensors_sharded));
+        for (const auto& s : idx.shards) parts.push_back(idx.folder() / s);
       } catch (const Error&) {
         // reported when the index itself is scanned
       }
     }
-    items.push_back({p, {}, {}});
-  };
-  for (const auto& s : paths) {
-    const fs::path p(s);
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      std::vector<fs::path> files;
-      auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-      for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (hidden(it->path())) {
-          if (it->is_directory(ec)) it.disable_recursion_pending();
-          continue;
-        }
-        if (it->is_regular_file(ec)) files.push_back(it->path());
-      }
-      if (ec) items.push_back({p, "io_error", "cannot list '" + p.string() + "': " + ec.message()});
-      std::sort(files.begin(), files.end());
-      for (const auto& f : files) consider(f, false);
-    } else if (fs::exists(p, ec)) {
-      consider(p, true);
-    } else {
-      items.push_back({p, "not_found", "'" + p.string() + "' does not exist on the server"});
-    }
-  }
-  std::erase_if(items, [&](const ScanItem& i) {
-    return i.error_code.empty() && parts.count(fs::weakly_canonical(i.path)) > 0;
+    return parts;
   });
-  return items;
 }
 
 std::string utc_now() {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -256,5 +257,23 @@ class TorchCheckpoint {
   explicit TorchCheckpoint(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+/// One entry of a list of input files (collect_inputs).
+struct InputFile {
+  std::filesystem::path path;
+  std::string error_code;     ///< errc name when the path cannot be used at all; empty when it can
+  std::string error_message;
+};
+
+/// Decides about one file for collect_inputs: throws didmark::Error when the file is of no known
+/// format; otherwise returns the files it stands for (the shards of a sharded index), which are
+/// then listed only through it.
+using InputClassifier = std::function<std::vector<std::filesystem::path>(const std::filesystem::path& file)>;
+
+/// The files named by `paths`, in a stable order, the way `didmark scan` and the server list
+/// them: folders walked recursively (sorted, hidden entries skipped, files the classifier
+/// refuses left out); an explicit file the classifier refuses, a missing path and a folder that
+/// cannot be listed kept with their error, so that a scan reports them and goes on.
+std::vector<InputFile> collect_inputs(std::span<const std::string> paths, const InputClassifier& classify);
 
 }  // namespace didmark
