@@ -15,7 +15,9 @@ ctest --test-dir "$ROOT/build" -j"$JOBS" --timeout 1200
 
 if [ "${DIDMARK_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build (AddressSanitizer + UBSan, CPU only)"
-  BUILD_DIR="$ROOT/build-asan" "$ROOT/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIDMARK_SANITIZE=ON \
+  # -O1 -g1: half the compile time of -O2 -g on two cores, and still line numbers in reports.
+  BUILD_DIR="$ROOT/build-asan" "$ROOT/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DDIDMARK_SANITIZE=ON \
     -DDIDMARK_CUDA=OFF -DDIDMARK_TORCH=OFF -DDIDMARK_BUILD_BENCH=OFF
   echo "== tests under sanitizers"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
