@@ -3,15 +3,27 @@
 // Gaussian values, and views onto them.
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "didmark/detail/half.hpp"
+#include "didmark/error.hpp"
 #include "didmark/tensor.hpp"
 #include "didmark/watermark.hpp"
 
 namespace didmark::test {
+
+/// The message of the didmark::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 inline double get(const TensorView& v, int64_t i) {
   switch (v.dtype) {

@@ -150,14 +150,7 @@ std::vector<Verdict> verify_csv(const VerifyJob& job) {
   std::vector<Verdict> out;
   for (std::size_t i = 0; i < reports.size(); ++i) {
     const auto& r = reports[i];
-    Verdict v;
-    v.did = job.owners[i].did;
-    v.detected = r.detected;
-    v.z = r.z;
-    v.p_value = r.p_value;
-    v.log10_p = r.log10_p;
-    v.bit_errors = r.bit_errors;
-    v.bits = r.bits;
+    Verdict v = verdict_base(job.owners[i].did, r);
     v.elements = r.marked_rows;
     v.tensors = r.columns;
     v.extra = {{"format", "csv"},       {"rows", r.rows},
@@ -273,14 +266,7 @@ std::vector<Verdict> verify_npy(const VerifyJob& job) {
   std::vector<Verdict> out;
   for (std::size_t i = 0; i < reports.size(); ++i) {
     const auto& r = reports[i];
-    Verdict v;
-    v.did = job.owners[i].did;
-    v.detected = r.detected;
-    v.z = r.z;
-    v.p_value = r.p_value;
-    v.log10_p = r.log10_p;
-    v.bit_errors = r.bit_errors;
-    v.bits = r.bits;
+    Verdict v = verdict_base(job.owners[i].did, r);
     v.elements = r.rows * r.dim;
     v.tensors = 1;
     v.extra = {{"format", "npy"},

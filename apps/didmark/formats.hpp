@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli.hpp"
@@ -55,6 +56,21 @@ struct Verdict {
   nlohmann::json extra = nlohmann::json::object();
 };
 nlohmann::json to_json(const Verdict& v);
+
+/// A Verdict with the fields every verifier's report shares (detected, z, p_value, log10_p,
+/// bit_errors, bits); the caller fills in elements, tensors and extra for its format.
+template <class Report>
+Verdict verdict_base(std::string did, const Report& r) {
+  Verdict v;
+  v.did = std::move(did);
+  v.detected = r.detected;
+  v.z = r.z;
+  v.p_value = r.p_value;
+  v.log10_p = r.log10_p;
+  v.bit_errors = r.bit_errors;
+  v.bits = r.bits;
+  return v;
+}
 
 /// What an embed produced: the JSON report and the human table (printed when not --json).
 struct EmbedResult {

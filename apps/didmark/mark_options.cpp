@@ -40,11 +40,7 @@ WatermarkOptions watermark_options(const MarkFlags& f) {
   const auto s = parse_scheme(f.scheme);
   DIDMARK_EXPECTS(s.has_value(), invalid_argument, "--scheme '", f.scheme, "' is not spread-spectrum or stdm");
   o.scheme = *s;
-  if (f.strength > 0) {
-    o.strength = f.strength;
-    // The budget follows an explicit strength: it bounds 16-bit rounding on top of it.
-    o.max_relative_change = std::max(o.max_relative_change, 2 * f.strength);
-  }
+  if (f.strength > 0) o.set_strength(f.strength);
   if (f.max_change > 0) o.max_relative_change = f.max_change;
   o.p_threshold = f.p_threshold;
   o.policy.include_regex = f.tensors;
@@ -75,14 +71,7 @@ std::vector<Owner> resolve_owners(const MarkFlags& f) {
 }
 
 Verdict verdict_of(const Owner& o, const VerifyReport& r) {
-  Verdict v;
-  v.did = o.did;
-  v.detected = r.detected;
-  v.z = r.z;
-  v.p_value = r.p_value;
-  v.log10_p = r.log10_p;
-  v.bit_errors = r.bit_errors;
-  v.bits = r.bits;
+  Verdict v = verdict_base(o.did, r);
   v.elements = r.elements;
   v.tensors = r.tensors;
   v.extra = {{"scheme", std::string(scheme_name(r.scheme))}, {"seconds", r.seconds}};

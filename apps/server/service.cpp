@@ -184,15 +184,6 @@ std::vector<ScanItem> collect(const std::vector<std::string>& paths, const std::
   });
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Runs `body`, turning the errors it throws into statuses (`corrupt`: see to_status).
 template <class F>
 Status guarded(F&& body, StatusCode corrupt = StatusCode::DATA_LOSS) {

@@ -130,16 +130,6 @@ void correlate_rows(const void* x_v, int64_t rows, int64_t dim, int64_t r0, int6
   }
 }
 
-ElemType elem_type(DType t) {
-  switch (t) {
-    case DType::f32: return ElemType::f32;
-    case DType::f64: return ElemType::f64;
-    case DType::f16: return ElemType::f16;
-    case DType::bf16: return ElemType::bf16;
-    default: DIDMARK_THROW(Errc::unsupported, "dataset arrays: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
-  }
-}
-
 detail::ThreadPool& pool() {
   static detail::ThreadPool p(detail::default_thread_count());
   return p;
@@ -248,6 +238,16 @@ class CpuOps final : public DatasetOps {
 };
 
 }  // namespace
+
+ElemType elem_type(DType t) {
+  switch (t) {
+    case DType::f32: return ElemType::f32;
+    case DType::f64: return ElemType::f64;
+    case DType::f16: return ElemType::f16;
+    case DType::bf16: return ElemType::bf16;
+    default: DIDMARK_THROW(Errc::unsupported, "dataset arrays: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
+  }
+}
 
 void host_parallel_for(int64_t tasks, const std::function<void(int, int64_t)>& fn) { pool().parallel_for(tasks, fn); }
 int host_threads() { return pool().size(); }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dataset/array_math.hpp"
 #include "dataset/table_math.hpp"
 #include "didmark/backend.hpp"
 #include "didmark/detail/carrier.hpp"
@@ -55,6 +56,9 @@ class DatasetOps {
                                std::span<const uint8_t> use, std::span<const float> bit_signs,
                                std::span<ClaimSums> out) = 0;
 };
+
+/// The array formulas' element type of a dtype; Errc::unsupported for non-float dtypes.
+ElemType elem_type(DType t);
 
 /// The CPU implementation (multithreaded; DIDMARK_THREADS or the hardware concurrency).
 std::shared_ptr<DatasetOps> cpu_ops();

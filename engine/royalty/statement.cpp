@@ -23,15 +23,6 @@ using nlohmann::json;
 constexpr std::string_view kVcContext = "https://www.w3.org/ns/credentials/v2";
 constexpr std::string_view kRule = "didmark/largest-remainder/v1";
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Decimal digits of `a` at p (room for 40 bytes); returns the end.
 char* write_amount(char* p, Amount a) {
   if (a <= ~uint64_t(0)) return std::to_chars(p, p + 40, static_cast<uint64_t>(a)).ptr;
@@ -472,6 +463,15 @@ StatementCheck verify_statement(std::string_view bytes) {
   c.valid = c.canonical_ok && c.signature_ok && c.payouts_ok;
   c.reason = c.valid ? std::string() : first_failure;
   return c;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace didmark

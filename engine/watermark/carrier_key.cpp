@@ -1,4 +1,5 @@
 // Keys, payloads and the per-tensor carrier derivation (carrier v1).
+#include <algorithm>
 #include <cmath>
 
 #include "didmark/error.hpp"
@@ -110,6 +111,11 @@ std::optional<Scheme> parse_scheme(std::string_view s) noexcept {
 double WatermarkOptions::effective_strength() const noexcept {
   if (strength) return *strength;
   return scheme == Scheme::stdm ? 0.001 : 0.005;
+}
+
+void WatermarkOptions::set_strength(double s) noexcept {
+  strength = s;
+  max_relative_change = std::max(max_relative_change, 2 * s);
 }
 
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view name, uint32_t num_bits) {

@@ -229,6 +229,10 @@ Policy load_policy(const std::filesystem::path& path, std::span<const Payee> inp
 Policy single_level_policy(std::vector<Payee> input, NegativeWeights negative = NegativeWeights::clip,
                            std::optional<std::string> fallback = std::nullopt);
 
+/// The current time as RFC 3339 UTC to the second ("2026-11-25T12:00:00Z"): the default
+/// statement timestamp.
+std::string utc_now();
+
 struct StatementOptions {
   /// RFC 3339 UTC time ("2026-11-25T12:00:00Z") for validFrom and the proof's created.
   /// Empty: now.

@@ -98,6 +98,10 @@ struct WatermarkOptions {
   EligibilityPolicy policy;
 
   double effective_strength() const noexcept;
+  /// Ask for strength `s` and let the change budget follow it: max_relative_change becomes
+  /// at least 2 s, room for 16-bit rounding on top of the step. (Set max_relative_change
+  /// afterwards to pin the budget.)
+  void set_strength(double s) noexcept;
 };
 
 struct NamedTensor {

@@ -156,11 +156,7 @@ WatermarkOptions watermark_options(const std::string& scheme, const std::optiona
   const auto s = parse_scheme(scheme);
   DIDMARK_EXPECTS(s.has_value(), invalid_argument, "scheme '", scheme, "' is not spread-spectrum or stdm");
   o.scheme = *s;
-  if (strength) {
-    o.strength = *strength;
-    // As the CLI: the budget follows an explicit strength (it bounds 16-bit rounding on top).
-    o.max_relative_change = std::max(o.max_relative_change, 2 * *strength);
-  }
+  if (strength) o.set_strength(*strength);
   if (max_change) o.max_relative_change = *max_change;
   o.p_threshold = p_threshold;
   if (include) o.policy.include_regex = *include;

@@ -87,14 +87,7 @@ double quad(const std::vector<double>& u, const Mat& g, const std::vector<double
   return s;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 }  // namespace
 

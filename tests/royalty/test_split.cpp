@@ -6,6 +6,7 @@
 
 #include "didmark/error.hpp"
 #include "royalty_test_util.hpp"
+#include "test_util.hpp"
 
 namespace didmark {
 namespace {
@@ -15,14 +16,7 @@ using test::payees_of;
 using test::total;
 using test::u128;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::string did(int i) { return "did:web:payee" + std::to_string(i) + ".example"; }
 

@@ -15,16 +15,6 @@ namespace {
 
 using detail::CarrierSpec;
 
-ElemType elem_type(DType t) {
-  switch (t) {
-    case DType::f32: return ElemType::f32;
-    case DType::f64: return ElemType::f64;
-    case DType::f16: return ElemType::f16;
-    case DType::bf16: return ElemType::bf16;
-    default: DIDMARK_THROW(Errc::unsupported, "dataset arrays: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
-  }
-}
-
 std::size_t align_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
 
 class CudaOps final : public DatasetOps {
