@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "attribution/attribution_ops.hpp"
+#include "backend/attribution_ops.hpp"
 #include "bench_attribution_common.hpp"
 #include "didmark/attribution.hpp"
 

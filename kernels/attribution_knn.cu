@@ -3,8 +3,8 @@
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_sort.cuh>
 
-#include "attribution/attribution_math.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "didmark/detail/attribution_math.hpp"
+#include "kernels/cuda_check.cuh"
 #include "kernels/attribution_knn.cuh"
 
 namespace didmark::kernels {

@@ -1,8 +1,8 @@
 // The keyed Rademacher matrix on the GPU: one lane computes one Philox call (128 signs of
 // a row), then its warp writes those 128 entries as coalesced 4-element pieces.
-#include "attribution/attribution_math.hpp"
-#include "backend/cuda/cuda_check.hpp"
-#include "didmark/detail/half.hpp"
+#include "didmark/detail/attribution_math.hpp"
+#include "kernels/cuda_check.cuh"
+#include "didmark/detail/convert.hpp"
 #include "kernels/attribution_projection.cuh"
 
 namespace didmark::kernels {
@@ -49,21 +49,12 @@ __global__ void __launch_bounds__(kThreads) rademacher_fill_kernel(uint32_t key_
   }
 }
 
-template <class T>
-__device__ T load_as(const void* src, int t, int64_t i) {
-  switch (t) {
-    case 0: return static_cast<T>(static_cast<const double*>(src)[i]);
-    case 1: return static_cast<T>(static_cast<const float*>(src)[i]);
-    case 2: return static_cast<T>(detail::f16_to_f32(static_cast<const uint16_t*>(src)[i]));
-    default: return static_cast<T>(detail::bf16_to_f32(static_cast<const uint16_t*>(src)[i]));
-  }
-}
 
 template <class T>
-__global__ void convert_kernel(const void* __restrict__ src, int t, int64_t n, T* __restrict__ dst) {
+__global__ void convert_kernel(const void* __restrict__ src, DType t, int64_t n, T* __restrict__ dst) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = load_as<T>(src, t, i);
+    dst[i] = detail::load_as<T>(src, t, i);
 }
 
 int grid_for(int64_t n) {
@@ -84,15 +75,8 @@ void launch_rademacher_fill(uint32_t key_lo, uint32_t key_hi, int64_t row0, int6
 
 template <class T>
 void launch_convert(const void* src, DType t, int64_t n, T* dst, cudaStream_t stream) {
-  int code = 0;
-  switch (t) {
-    case DType::f64: code = 0; break;
-    case DType::f32: code = 1; break;
-    case DType::f16: code = 2; break;
-    case DType::bf16: code = 3; break;
-    default: DIDMARK_THROW(Errc::internal, "convert: dtype ", dtype_name(t), " is not floating");
-  }
-  convert_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(src, code, n, dst);
+  DIDMARK_EXPECTS(is_watermarkable(t), internal, "convert: dtype ", dtype_name(t), " is not floating");
+  convert_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(src, t, n, dst);
   DIDMARK_CUDA_CHECK_LAUNCH("convert");
 }
 

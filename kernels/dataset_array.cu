@@ -2,7 +2,7 @@
 // of array_math.hpp, so the embed step (and every embedded value) equals the CPU's.
 #include <algorithm>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "kernels/cuda_check.cuh"
 #include "kernels/dataset_array.cuh"
 
 namespace didmark::kernels {

@@ -5,8 +5,7 @@
 
 #include <cstdint>
 
-#include "dataset/array_math.hpp"
-#include "dataset/dataset_ops.hpp"
+#include "didmark/detail/dataset_array.hpp"
 
 namespace didmark::kernels {
 

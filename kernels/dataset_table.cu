@@ -1,7 +1,7 @@
 // Table selection: a grid-stride loop around dataset::table_slot (the CPU runs the same).
 #include <algorithm>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "kernels/cuda_check.cuh"
 #include "kernels/dataset_table.cuh"
 
 namespace didmark::kernels {

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "dataset/table_math.hpp"
+#include "didmark/detail/dataset_table.hpp"
 
 namespace didmark::kernels {
 

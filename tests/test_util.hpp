@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "didmark/backend.hpp"
 #include "didmark/detail/half.hpp"
 #include "didmark/error.hpp"
 #include "didmark/tensor.hpp"
@@ -97,4 +99,19 @@ inline Payload random_payload(uint64_t seed, std::size_t bits = 256) {
   return Payload::from_bits(std::move(v));
 }
 
+/// The CUDA backend for GPU tests, or nullptr when no usable GPU is present.
+inline std::shared_ptr<Backend> gpu_backend(const BackendOptions& o = {}) {
+  return cuda_available() ? make_cuda_backend(o) : nullptr;
+}
+
 }  // namespace didmark::test
+
+/// At the top of a GPU test: skip without a usable GPU, or fail when DIDMARK_REQUIRE_CUDA=1
+/// (scripts/gpu-check.sh sets it, so a GPU machine never passes by skipping).
+#define DIDMARK_SKIP_WITHOUT_GPU()                                                         \
+  do {                                                                                    \
+    if (!::didmark::cuda_available()) {                                                   \
+      if (::didmark::cuda_required()) GTEST_FAIL() << "DIDMARK_REQUIRE_CUDA=1 but no usable GPU"; \
+      GTEST_SKIP() << "no usable GPU";                                                    \
+    }                                                                                     \
+  } while (0)

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "didmark/detail/half.hpp"
+#include "didmark/detail/convert.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::attribution {
@@ -27,15 +27,7 @@ void require_vector(const TensorView& v, int64_t expected, const char* what, con
                   expected_what);
 }
 
-double float_at(const TensorView& v, int64_t i) noexcept {
-  switch (v.dtype) {
-    case DType::f64: return static_cast<const double*>(v.data)[i];
-    case DType::f32: return static_cast<double>(static_cast<const float*>(v.data)[i]);
-    case DType::f16: return static_cast<double>(detail::f16_to_f32(static_cast<const uint16_t*>(v.data)[i]));
-    case DType::bf16: return static_cast<double>(detail::bf16_to_f32(static_cast<const uint16_t*>(v.data)[i]));
-    default: return 0.0;
-  }
-}
+double float_at(const TensorView& v, int64_t i) noexcept { return detail::load_as<double>(v.data, v.dtype, i); }
 
 std::vector<int64_t> read_integers(const TensorView& v, const char* what) {
   const int64_t n = v.numel();
@@ -96,43 +88,15 @@ void require_finite(const TensorView& v, const char* what) {
 }
 
 template <class T>
-void convert(const void* src, DType t, int64_t n, T* dst) {
-  switch (t) {
-    case DType::f64: {
-      const auto* p = static_cast<const double*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(p[i]);
-      return;
-    }
-    case DType::f32: {
-      const auto* p = static_cast<const float*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(p[i]);
-      return;
-    }
-    case DType::f16: {
-      const auto* p = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(detail::f16_to_f32(p[i]));
-      return;
-    }
-    case DType::bf16: {
-      const auto* p = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(detail::bf16_to_f32(p[i]));
-      return;
-    }
-    default: DIDMARK_THROW(Errc::internal, "convert: dtype ", dtype_name(t), " is not floating");
-  }
-}
-
-template <class T>
 const T* as_compute(const TensorView& v, std::vector<T>& storage) {
   constexpr DType want = sizeof(T) == 8 ? DType::f64 : DType::f32;
   if (v.dtype == want) return static_cast<const T*>(v.data);
   storage.resize(static_cast<std::size_t>(v.numel()));
-  convert<T>(v.data, v.dtype, v.numel(), storage.data());
+  DIDMARK_EXPECTS(is_watermarkable(v.dtype), internal, "as_compute: dtype ", dtype_name(v.dtype), " is not floating");
+  detail::convert<T>(v.data, v.dtype, v.numel(), storage.data());
   return storage.data();
 }
 
-template void convert<float>(const void*, DType, int64_t, float*);
-template void convert<double>(const void*, DType, int64_t, double*);
 template const float* as_compute<float>(const TensorView&, std::vector<float>&);
 template const double* as_compute<double>(const TensorView&, std::vector<double>&);
 

@@ -34,8 +34,4 @@ void require_finite(const TensorView& v, const char* what);
 template <class T>
 const T* as_compute(const TensorView& v, std::vector<T>& storage);
 
-/// Convert n elements of floating dtype `t` at `src` to T.
-template <class T>
-void convert(const void* src, DType t, int64_t n, T* dst);
-
 }  // namespace didmark::attribution

@@ -6,7 +6,7 @@
 #include <limits>
 #include <string_view>
 
-#include "attribution/attribution_ops.hpp"
+#include "backend/attribution_ops.hpp"
 #include "attribution/inputs.hpp"
 #include "didmark/attribution.hpp"
 #include "didmark/error.hpp"
@@ -100,8 +100,8 @@ void run(const TensorView& train, const TensorView& test, const std::vector<int6
 
   const std::vector<int32_t> canon = canonical_rows(x, n, static_cast<std::size_t>(d) * sizeof(T), report.duplicate_rows);
 
-  auto ops = attribution::make_attribution_ops(backend, options.threads);
-  report.backend = ops->description();
+  attribution::AttributionOps& ops = backend.attribution_ops();
+  report.backend = ops.description();
   KnnTrainSet set;
   set.dtype = report.compute;
   set.x = x;
@@ -112,7 +112,7 @@ void run(const TensorView& train, const TensorView& test, const std::vector<int6
   set.d = d;
   set.k = options.k;
   set.memory_budget = options.memory_budget;
-  auto session = ops->knn_session(set);
+  auto session = ops.knn_session(set);
   const int64_t max_tile = session->max_query_tile();
   const int64_t tile = options.query_tile > 0 ? std::min(options.query_tile, max_tile) : max_tile;
   for (int64_t q0 = 0; q0 < m; q0 += tile) {

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <limits>
 
-#include "attribution/attribution_math.hpp"
-#include "attribution/attribution_ops.hpp"
+#include "didmark/detail/attribution_math.hpp"
+#include "backend/attribution_ops.hpp"
 #include "attribution/inputs.hpp"
 #include "didmark/attribution.hpp"
 #include "didmark/error.hpp"
@@ -41,8 +41,8 @@ void project(const TensorView& grads, const Projection& proj, const TensorView& 
                   "project: output must be contiguous host memory, got ", out.describe());
   DIDMARK_EXPECTS(options.feature_tile >= 0, invalid_argument, "project: feature_tile must be >= 0");
   attribution::require_finite(grads, "project: gradients");
-  auto ops = attribution::make_attribution_ops(backend, options.threads);
-  ops->project(grads, proj, out.data, out.dtype, options.feature_tile);
+  attribution::AttributionOps& ops = backend.attribution_ops();
+  ops.project(grads, proj, out.data, out.dtype, options.feature_tile);
 }
 
 std::vector<float> rademacher_rows(const Projection& proj, int64_t row0, int64_t rows, Backend& backend) {
@@ -50,8 +50,8 @@ std::vector<float> rademacher_rows(const Projection& proj, int64_t row0, int64_t
   DIDMARK_EXPECTS(row0 >= 0 && rows >= 0, invalid_argument, "rademacher_rows: negative row range");
   std::vector<float> out(static_cast<std::size_t>(rows * proj.k));
   if (rows == 0) return out;
-  auto ops = attribution::make_attribution_ops(backend, 0);
-  ops->rademacher_rows(proj, row0, rows, out.data());
+  attribution::AttributionOps& ops = backend.attribution_ops();
+  ops.rademacher_rows(proj, row0, rows, out.data());
   return out;
 }
 

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "attribution/attribution_ops.hpp"
+#include "backend/attribution_ops.hpp"
 #include "attribution/inputs.hpp"
 #include "common/atomic_file.hpp"
 #include "didmark/attribution.hpp"
@@ -81,8 +81,8 @@ TrakReport trak(std::span<const GradientCheckpoint> checkpoints, const TrakOptio
   if (contributors) attribution::require_vector(*contributors, r.train, "trak: contributor ids", "training rows");
 
   const int64_t n = r.train, m = r.queries, k = r.k, width = k * r.checkpoints;
-  auto ops = attribution::make_attribution_ops(backend, options.threads);
-  r.backend = ops->description();
+  attribution::AttributionOps& ops = backend.attribution_ops();
+  r.backend = ops.description();
   const int64_t ptile = options.train_tile > 0 ? options.train_tile : kDefaultProjectRows;
 
   // phi: n x (C k), the projected train gradients of every checkpoint side by side, each row
@@ -93,11 +93,11 @@ TrakReport trak(std::span<const GradientCheckpoint> checkpoints, const TrakOptio
   for (int c = 0; c < r.checkpoints; ++c) {
     const GradientCheckpoint& cp = checkpoints[static_cast<std::size_t>(c)];
     const std::string what = detail::concat("trak: checkpoint ", c);
-    auto gram = ops->gram(k);
+    auto gram = ops.gram(k);
     for (int64_t r0 = 0; r0 < n; r0 += ptile) {
       const int64_t rows = std::min(ptile, n - r0);
       const auto tp = std::chrono::steady_clock::now();
-      ops->project(row_slice(cp.train, r0, rows), options.projection, tmp.data(), DType::f32, options.feature_tile);
+      ops.project(row_slice(cp.train, r0, rows), options.projection, tmp.data(), DType::f32, options.feature_tile);
       r.project_seconds += since(tp);
       gram->add(tmp.data(), rows);
       for (int64_t i = 0; i < rows; ++i)
@@ -108,12 +108,12 @@ TrakReport trak(std::span<const GradientCheckpoint> checkpoints, const TrakOptio
     for (int64_t i = 0; i < k; ++i) trace += a[static_cast<std::size_t>(i * k + i)];
     const double lambda = options.lambda ? *options.lambda : options.ridge * trace / static_cast<double>(k);
     r.lambdas.push_back(lambda);
-    auto solver = ops->spd_solver(a, k, lambda, what.c_str());
+    auto solver = ops.spd_solver(a, k, lambda, what.c_str());
 
     for (int64_t q0 = 0; q0 < m; q0 += ptile) {
       const int64_t rows = std::min(ptile, m - q0);
       const auto tp = std::chrono::steady_clock::now();
-      ops->project(row_slice(cp.queries, q0, rows), options.projection, tmp.data(), DType::f32, options.feature_tile);
+      ops.project(row_slice(cp.queries, q0, rows), options.projection, tmp.data(), DType::f32, options.feature_tile);
       r.project_seconds += since(tp);
       rhs.resize(static_cast<std::size_t>(rows * k));
       for (int64_t i = 0; i < rows * k; ++i) rhs[static_cast<std::size_t>(i)] = static_cast<double>(tmp[static_cast<std::size_t>(i)]);
@@ -139,7 +139,7 @@ TrakReport trak(std::span<const GradientCheckpoint> checkpoints, const TrakOptio
     for (int64_t j = 0; j < width; ++j) zbar[static_cast<std::size_t>(j)] += static_cast<double>(z[static_cast<std::size_t>(q * width + j)]);
   for (double& v : zbar) v /= static_cast<double>(m);
   r.values.assign(static_cast<std::size_t>(n), 0.0);
-  ops->row_dots(phi.data(), n, width, zbar.data(), r.values.data());
+  ops.row_dots(phi.data(), n, width, zbar.data(), r.values.data());
 
   if (sink) {
     const int64_t qt = options.query_tile > 0 ? options.query_tile : kDefaultScoreQueries;
@@ -149,7 +149,7 @@ TrakReport trak(std::span<const GradientCheckpoint> checkpoints, const TrakOptio
       const int64_t mq = std::min(qt, m - q0);
       for (int64_t j0 = 0; j0 < n; j0 += tt) {
         const int64_t nt = std::min(tt, n - j0);
-        ops->gemm_abt(z.data() + q0 * width, phi.data() + j0 * width, tile.data(), mq, nt, width);
+        ops.gemm_abt(z.data() + q0 * width, phi.data() + j0 * width, tile.data(), mq, nt, width);
         sink(ScoreTile{q0, j0, mq, nt, tile.data()});
       }
     }

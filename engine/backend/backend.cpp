@@ -11,29 +11,55 @@ namespace didmark {
 #if !DIDMARK_HAVE_CUDA
 bool cuda_compiled() noexcept { return false; }
 bool cuda_available() noexcept { return false; }
-std::shared_ptr<Backend> make_cuda_backend(int) {
+std::shared_ptr<Backend> make_cuda_backend(const BackendOptions&) {
   DIDMARK_THROW(Errc::unsupported,
                 "the CUDA backend is not in this build of didmark; rebuild with -DDIDMARK_CUDA=ON "
                 "(needs the CUDA toolkit: nvcc, cuBLAS)");
 }
 #endif
 
+std::shared_ptr<Backend> make_cuda_backend(int device) {
+  BackendOptions o;
+  o.device = device;
+  return make_cuda_backend(o);
+}
+
+std::shared_ptr<Backend> make_cpu_backend(int threads) {
+  if (threads != 0) {
+    BackendOptions o;
+    o.threads = threads;
+    return make_cpu_backend(o);
+  }
+  // One pool for the process: the CLI, the server's workers, Python and the CUDA backend's
+  // host-side work all share it, so nothing oversubscribes the cores.
+  static std::mutex mu;
+  static std::weak_ptr<Backend> shared;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto b = shared.lock()) return b;
+  auto b = make_cpu_backend(BackendOptions{});
+  shared = b;
+  return b;
+}
+
 std::shared_ptr<Backend> make_backend(std::optional<Device> want) {
   if (!want) {
-    if (const char* env = std::getenv("DIDMARK_DEVICE"); env && *env) {
-      const std::string s(env);
-      if (s == "cpu") {
-        want = Device::cpu;
-      } else if (s == "cuda" || s == "gpu") {
-        want = Device::cuda;
-      } else {
-        DIDMARK_THROW(Errc::invalid_argument, "DIDMARK_DEVICE='", s, "' is not one of: cpu, cuda");
-      }
-    }
+    if (const char* env = std::getenv("DIDMARK_DEVICE"); env && *env) return make_backend(env, "DIDMARK_DEVICE");
   }
   if (want == Device::cuda) return make_cuda_backend(0);
   if (want == Device::cpu) return make_cpu_backend();
   return cuda_available() ? make_cuda_backend(0) : make_cpu_backend();
+}
+
+std::shared_ptr<Backend> make_backend(std::string_view device, std::string_view what) {
+  if (device.empty() || device == "auto") return make_backend(std::optional<Device>{});
+  if (device == "cpu") return make_backend(Device::cpu);
+  if (device == "cuda" || device == "gpu") return make_backend(Device::cuda);
+  DIDMARK_THROW(Errc::invalid_argument, what, " '", device, "' is not one of: auto, cpu, cuda");
+}
+
+bool cuda_required() noexcept {
+  const char* env = std::getenv("DIDMARK_REQUIRE_CUDA");
+  return env && std::string(env) == "1";
 }
 
 Backend& default_backend() {

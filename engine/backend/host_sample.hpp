@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "didmark/detail/embed_math.hpp"
+#include "didmark/detail/convert.hpp"
 #include "didmark/error.hpp"
 #include "didmark/tensor.hpp"
 
@@ -16,22 +16,13 @@ inline int64_t sample_index(int64_t i, int64_t numel, int64_t count) {
 }
 
 inline std::vector<double> sample_host(const TensorView& w, int64_t count) {
+  DIDMARK_EXPECTS(is_watermarkable(w.dtype), unsupported, "sample: dtype ", dtype_name(w.dtype), " is not a floating type");
   const int64_t numel = w.numel();
   const int64_t m = std::min(count, numel);
   std::vector<double> out(static_cast<std::size_t>(m > 0 ? m : 0));
   for (int64_t i = 0; i < m; ++i) {
     const int64_t j = sample_index(i, numel, m);
-    double v = 0;
-    switch (w.dtype) {
-      case DType::f64: v = static_cast<const double*>(w.data)[j]; break;
-      case DType::f32: v = static_cast<double>(static_cast<const float*>(w.data)[j]); break;
-      case DType::f16: v = static_cast<double>(detail::to_acc(static_cast<const detail::half_t*>(w.data)[j])); break;
-      case DType::bf16:
-        v = static_cast<double>(detail::to_acc(static_cast<const detail::bfloat16_t*>(w.data)[j]));
-        break;
-      default: DIDMARK_THROW(Errc::unsupported, "sample: dtype ", dtype_name(w.dtype), " is not a floating type");
-    }
-    out[static_cast<std::size_t>(i)] = v;
+    out[static_cast<std::size_t>(i)] = detail::load_as<double>(w.data, w.dtype, j);
   }
   return out;
 }

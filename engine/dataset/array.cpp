@@ -4,7 +4,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "dataset/dataset_ops.hpp"
+#include "backend/dataset_ops.hpp"
+#include "common/thread_pool.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 
@@ -51,10 +52,10 @@ uint64_t row_id(std::span<const int64_t> ids, int64_t r) {
 }
 
 /// specs[offset + r] = derive_carrier(key, id_r, L) for every row.
-void row_specs(const WatermarkKey& key, std::span<const int64_t> ids, int64_t rows, uint32_t L,
+void row_specs(Backend& backend, const WatermarkKey& key, std::span<const int64_t> ids, int64_t rows, uint32_t L,
                detail::CarrierSpec* specs) {
   const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
-  dataset::host_parallel_for(tasks, [&](int, int64_t t) {
+  backend.host_pool().parallel_for(tasks, [&](int, int64_t t) {
     const int64_t r1 = std::min(rows, (t + 1) * kRowsPerTask);
     for (int64_t r = t * kRowsPerTask; r < r1; ++r) specs[r] = derive_carrier(key, row_id(ids, r), L);
   });
@@ -88,12 +89,12 @@ ArrayEmbedReport embed_array(const TensorView& src, const TensorView& dst, std::
   const auto L = static_cast<uint32_t>(payload.size());
 
   std::vector<detail::CarrierSpec> specs(static_cast<std::size_t>(rows));
-  row_specs(key, ids, rows, L, specs.data());
+  row_specs(backend, key, ids, rows, L, specs.data());
   const auto signs = bit_signs(payload);
   std::vector<dataset::RowEmbedStats> st(static_cast<std::size_t>(rows));
-  auto ops = dataset::ops_for(backend);
+  dataset::DatasetOps& ops = backend.dataset_ops();
   if (rows > 0 && dim > 0) {
-    ops->array_embed(src, dst, specs, signs, options.strength, st);
+    ops.array_embed(src, dst, specs, signs, options.strength, st);
   } else if (src.data != dst.data && src.nbytes() > 0) {
     backend.copy(src, dst);
   }
@@ -132,7 +133,7 @@ ArrayEmbedReport embed_array(const TensorView& src, const TensorView& dst, std::
   }
   rep.within_budget = rep.min_cosine >= options.min_cosine;
   rep.expected_z = options.strength * std::sqrt(static_cast<double>(rep.rows_marked * dim));
-  rep.backend = ops->name();
+  rep.backend = ops.name();
   rep.seconds = seconds_since(t0);
   return rep;
 }
@@ -172,7 +173,7 @@ std::vector<ArrayVerifyReport> verify_array(const TensorView& x, std::span<const
     if (duplicates == 0) use.clear();
   }
 
-  auto ops = dataset::ops_for(backend);
+  dataset::DatasetOps& ops = backend.dataset_ops();
   std::vector<ArrayVerifyReport> out(claims.size());
   const double log10_threshold = std::log10(options.p_threshold);
   for (std::size_t k0 = 0; k0 < claims.size(); k0 += kClaimsPerPass) {
@@ -180,13 +181,13 @@ std::vector<ArrayVerifyReport> verify_array(const TensorView& x, std::span<const
     std::vector<detail::CarrierSpec> specs(K * static_cast<std::size_t>(rows));
     std::vector<float> signs;
     for (std::size_t k = 0; k < K; ++k) {
-      row_specs(claims[k0 + k].key, ids, rows, static_cast<uint32_t>(L), specs.data() + k * static_cast<std::size_t>(rows));
+      row_specs(backend, claims[k0 + k].key, ids, rows, static_cast<uint32_t>(L), specs.data() + k * static_cast<std::size_t>(rows));
       const auto s = bit_signs(claims[k0 + k].payload);
       signs.insert(signs.end(), s.begin(), s.end());
     }
     std::vector<dataset::ClaimSums> sums(K);
     if (rows > 0 && dim > 0) {
-      ops->array_correlate(x, specs, use, signs, sums);
+      ops.array_correlate(x, specs, use, signs, sums);
     } else {
       for (auto& s : sums) {
         s.bit_sums.assign(L, 0.0);

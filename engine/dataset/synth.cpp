@@ -4,7 +4,8 @@
 #include <cstdio>
 #include <random>
 
-#include "dataset/dataset_ops.hpp"
+#include "common/thread_pool.hpp"
+#include "didmark/backend.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 
@@ -25,7 +26,7 @@ std::string synthetic_table_csv(int64_t rows, uint64_t seed) {
   DIDMARK_EXPECTS(rows >= 0, invalid_argument, "synthetic table: rows must be >= 0");
   const int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
   std::vector<std::string> parts(static_cast<std::size_t>(chunks));
-  dataset::host_parallel_for(chunks, [&](int, int64_t c) {
+  make_cpu_backend()->host_pool().parallel_for(chunks, [&](int, int64_t c) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(c));
     std::string& out = parts[static_cast<std::size_t>(c)];
     out.reserve(static_cast<std::size_t>(kChunkRows) * 64);
@@ -69,7 +70,7 @@ std::vector<float> synthetic_embeddings(int64_t rows, int64_t dim, uint64_t seed
   std::vector<float> x(static_cast<std::size_t>(rows * dim));
   const int64_t per = std::max<int64_t>(1, kChunkRows * 16 / dim);
   const int64_t chunks = (rows + per - 1) / per;
-  dataset::host_parallel_for(chunks, [&](int, int64_t c) {
+  make_cpu_backend()->host_pool().parallel_for(chunks, [&](int, int64_t c) {
     std::mt19937_64 rng(seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(c));
     std::normal_distribution<double> nd(0.0, 1.0);
     const int64_t r1 = std::min(rows, (c + 1) * per);

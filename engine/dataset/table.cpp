@@ -2,11 +2,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 
-#include "dataset/dataset_ops.hpp"
-#include "dataset/table_math.hpp"
+#include "backend/dataset_ops.hpp"
+#include "common/thread_pool.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 
@@ -74,10 +73,10 @@ void check_payload(const Payload& p) {
 }
 
 /// Row identities: the key columns' unquoted text, hashed (table_math.hpp).
-std::vector<uint64_t> row_ids(const CsvTable& t, const std::vector<int>& key) {
+std::vector<uint64_t> row_ids(Backend& backend, const CsvTable& t, const std::vector<int>& key) {
   std::vector<uint64_t> ids(static_cast<std::size_t>(t.rows()));
   const int64_t tasks = (t.rows() + kRowsPerTask - 1) / kRowsPerTask;
-  dataset::host_parallel_for(tasks, [&](int, int64_t task) {
+  backend.host_pool().parallel_for(tasks, [&](int, int64_t task) {
     const int64_t r1 = std::min(t.rows(), (task + 1) * kRowsPerTask);
     std::string scratch;
     for (int64_t r = task * kRowsPerTask; r < r1; ++r) {
@@ -121,24 +120,10 @@ Keyed keyed(const WatermarkKey& key, const CsvTable& t, const std::vector<int>& 
   return k;
 }
 
-/// Rows from which a CUDA backend selects on the GPU (DIDMARK_TABLE_GPU_MIN_ROWS overrides).
-int64_t gpu_min_rows() {
-  const char* e = std::getenv("DIDMARK_TABLE_GPU_MIN_ROWS");
-  return e && *e ? std::max<int64_t>(1, std::atoll(e)) : dataset::kTableGpuMinRows;
-}
-
-bool use_gpu(Backend& backend, int64_t rows) { return backend.device() == Device::cuda && rows >= gpu_min_rows(); }
-
 std::vector<uint32_t> select_rows(Backend& backend, const std::vector<uint64_t>& ids, const Keyed& k) {
   std::vector<uint32_t> slots(ids.size());
-  const bool gpu = use_gpu(backend, static_cast<int64_t>(ids.size()));
-  auto ops = gpu ? dataset::ops_for(backend) : dataset::cpu_ops();
-  ops->table_select(ids, k.spec, k.col_keys, slots);
+  backend.dataset_ops().table_select(ids, k.spec, k.col_keys, slots);
   return slots;
-}
-
-std::string ops_name(Backend& backend, int64_t rows) {
-  return use_gpu(backend, rows) ? backend.description() : dataset::cpu_ops()->name();
 }
 
 }  // namespace
@@ -203,7 +188,7 @@ TableMark embed_table(const CsvTable& table, const WatermarkKey& key, const Payl
   check_options(options);
   check_payload(payload);
   const TableColumns cols = resolve_table_columns(table, options);
-  const auto ids = row_ids(table, cols.key);
+  const auto ids = row_ids(backend, table, cols.key);
   const Keyed k = keyed(key, table, cols.marked, options, static_cast<uint32_t>(payload.size()));
   const auto slots = select_rows(backend, ids, k);
 
@@ -215,7 +200,7 @@ TableMark embed_table(const CsvTable& table, const WatermarkKey& key, const Payl
   };
   const int64_t tasks = (table.rows() + kRowsPerTask - 1) / kRowsPerTask;
   std::vector<Part> parts(static_cast<std::size_t>(tasks));
-  dataset::host_parallel_for(tasks, [&](int, int64_t task) {
+  backend.host_pool().parallel_for(tasks, [&](int, int64_t task) {
     Part& p = parts[static_cast<std::size_t>(task)];
     const int64_t r1 = std::min(table.rows(), (task + 1) * kRowsPerTask);
     for (int64_t r = task * kRowsPerTask; r < r1; ++r) {
@@ -271,7 +256,7 @@ TableMark embed_table(const CsvTable& table, const WatermarkKey& key, const Payl
   for (int c : cols.marked) rep.columns.push_back(table.header()[static_cast<std::size_t>(c)]);
   rep.gamma = options.gamma;
   rep.bits = options.bits;
-  rep.backend = ops_name(backend, table.rows());
+  rep.backend = backend.dataset_ops().name();
   rep.seconds = seconds_since(t0);
   return out;
 }
@@ -283,7 +268,7 @@ std::vector<TableVerifyReport> verify_table(const CsvTable& table, std::span<con
   if (claims.empty()) return {};
   for (const auto& c : claims) check_payload(c.payload);
   const TableColumns cols = resolve_table_columns(table, options);
-  const auto ids = row_ids(table, cols.key);
+  const auto ids = row_ids(backend, table, cols.key);
   const double log10_threshold = std::log10(options.p_threshold);
 
   std::vector<TableVerifyReport> out;
@@ -301,7 +286,7 @@ std::vector<TableVerifyReport> verify_table(const CsvTable& table, std::span<con
 
     const int64_t tasks = (table.rows() + kRowsPerTask - 1) / kRowsPerTask;
     std::vector<std::vector<Vote>> parts(static_cast<std::size_t>(tasks));
-    dataset::host_parallel_for(tasks, [&](int, int64_t task) {
+    backend.host_pool().parallel_for(tasks, [&](int, int64_t task) {
       auto& v = parts[static_cast<std::size_t>(task)];
       const int64_t r1 = std::min(table.rows(), (task + 1) * kRowsPerTask);
       for (int64_t r = task * kRowsPerTask; r < r1; ++r) {

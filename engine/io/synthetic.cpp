@@ -152,7 +152,8 @@ SyntheticCheckpointReport write_synthetic_checkpoint(const fs::path& path, const
                     "' already exists (use --force to overwrite)");
   }
 
-  detail::ThreadPool pool(detail::default_thread_count());
+  const auto cpu = make_cpu_backend();  // the process's one pool
+  detail::ThreadPool& pool = cpu->host_pool();
   std::vector<std::pair<std::string, std::string>> weight_map;
   const std::vector<std::pair<std::string, std::string>> metadata{{"format", "pt"},
                                                                   {"generator", "didmark synth checkpoint"}};

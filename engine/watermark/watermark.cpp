@@ -5,7 +5,7 @@
 #include "didmark/error.hpp"
 #include "didmark/watermark.hpp"
 #include "watermark/eligibility.hpp"
-#include "watermark/stdm_math.hpp"
+#include "didmark/detail/stdm_math.hpp"
 
 namespace didmark {
 namespace {

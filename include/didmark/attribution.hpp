@@ -57,8 +57,6 @@ struct KnnShapleyOptions {
   /// Bytes for per-tile buffers (distances, sort keys, per-query values); 0 = the default
   /// (512 MiB on the host, 60% of the free memory on a GPU).
   std::size_t memory_budget = 0;
-  /// CPU threads for the CPU op table; 0 = DIDMARK_THREADS or the hardware concurrency.
-  int threads = 0;
 };
 
 struct KnnShapleyReport {
@@ -114,7 +112,6 @@ struct ProjectOptions {
   /// Rows of R (input features) generated per tile; 0 = a default sized for caches/devices.
   /// The projected values do not depend on it beyond float rounding.
   int64_t feature_tile = 0;
-  int threads = 0;  ///< CPU threads; 0 = default
 };
 
 /// out = grads * R: `grads` is rows x p (f64, f32, f16 or bf16, host, contiguous), `out` is
@@ -159,7 +156,6 @@ struct TrakOptions {
   int64_t train_tile = 0;        ///< training rows per projection / scoring pass; 0 = auto
   int64_t query_tile = 0;        ///< queries per scoring pass; 0 = auto
   int64_t feature_tile = 0;      ///< see ProjectOptions
-  int threads = 0;
 };
 
 struct TrakReport {

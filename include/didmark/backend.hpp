@@ -11,12 +11,28 @@
 ///
 /// Views on the host are accepted by every backend (the CUDA backend streams them through
 /// the GPU in chunks); device views only by the CUDA backend. Views must be contiguous.
+///
+/// One backend per device owns that device's resources: the CPU backend one thread pool,
+/// the CUDA backend one CudaResources (stream, library handles, scratch, pinned staging)
+/// plus the process's CPU backend for its host-side work. Every capability gets its device
+/// operations from here: the watermark primitives below, and one operation table per area
+/// (dataset_ops(), attribution_ops(), ...; their interfaces live in engine/backend/ and are
+/// internal to the library). Algorithms never ask which device they run on.
+///
+/// Thread safety: every member of a backend, and of the op tables it hands out, may be
+/// called from several threads at once. The CPU backend runs one parallel loop at a time on
+/// its pool (concurrent calls queue; the work inside one call is parallel). The CUDA backend
+/// holds its device lock for the whole of each call, so scratch and staging buffers are never
+/// shared by two calls. Long-lived objects an op table makes (a KNN session, a solver) are
+/// used by one thread at a time each, and may run alongside any other call.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "didmark/detail/carrier.hpp"
@@ -37,6 +53,31 @@ struct AddStats {
   double sum_sq_src = 0.0;   ///< sum of src_j^2 (finite elements)
   double sum_sq_diff = 0.0;  ///< sum of (dst_j - src_j)^2 as stored, after rounding to dst's type
   int64_t nonfinite = 0;     ///< NaN / Inf elements in src (written through unchanged)
+};
+
+namespace detail {
+class ThreadPool;
+}
+namespace dataset {
+class DatasetOps;
+}
+namespace attribution {
+class AttributionOps;
+}
+
+/// Options fixed when a backend is made.
+struct BackendOptions {
+  /// CPU threads; 0 = DIDMARK_THREADS, else the hardware concurrency. The one way to set
+  /// the thread count of everything the library does on the host.
+  int threads = 0;
+  /// CUDA device ordinal.
+  int device = 0;
+  /// CUDA: bytes of a host tensor streamed through the GPU per chunk (two pinned staging
+  /// buffers of this size); 0 = 64 MiB. Tests set it small to cross many chunks.
+  std::size_t staging_bytes = 0;
+  /// CUDA: tables with at least this many rows select their marked rows on the GPU; shorter
+  /// ones do not pay for the transfer and run on the host pool.
+  int64_t table_gpu_min_rows = 10'000'000;
 };
 
 class Backend {
@@ -69,6 +110,19 @@ class Backend {
 
   /// Wait for outstanding work (no-op on the CPU).
   virtual void synchronize() {}
+
+  // ---- Area operation tables (internal interfaces in engine/backend/<area>_ops.hpp) -------
+  // Made on first use, owned by the backend, valid as long as it lives.
+
+  /// Dataset passes: table row selection, row-keyed array embed and correlation.
+  virtual dataset::DatasetOps& dataset_ops() = 0;
+  /// Attribution primitives: KNN-Shapley sessions, keyed projections, Gram, solves, GEMM.
+  virtual attribution::AttributionOps& attribution_ops() = 0;
+  /// The host thread pool this backend's CPU work runs on (for the CUDA backend: the pool
+  /// of the CPU backend it uses for host-side work).
+  virtual detail::ThreadPool& host_pool() = 0;
+  /// The options this backend was made with (threads resolved to the pool's size).
+  virtual const BackendOptions& options() const noexcept = 0;
 };
 
 /// True when this build has the CUDA backend and a usable GPU is present.
@@ -76,15 +130,25 @@ bool cuda_available() noexcept;
 /// True when this build was compiled with the CUDA backend.
 bool cuda_compiled() noexcept;
 
-/// The CPU backend; `threads` = 0 uses DIDMARK_THREADS or the hardware concurrency.
+/// The CPU backend. `threads` = 0 gives the process's shared CPU backend (made on first use
+/// with DIDMARK_THREADS or the hardware concurrency), so the whole process runs on one pool;
+/// another count makes a separate backend with a pool of its own (tests, benchmarks).
 std::shared_ptr<Backend> make_cpu_backend(int threads = 0);
+std::shared_ptr<Backend> make_cpu_backend(const BackendOptions& options);
 /// The CUDA backend on `device`. Throws Errc::unsupported naming the CMake option when CUDA
 /// was not built, Errc::device_failure when no usable GPU is present.
 std::shared_ptr<Backend> make_cuda_backend(int device = 0);
+std::shared_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 
 /// Pick a backend: `want` if given, else the DIDMARK_DEVICE environment variable
 /// ("cpu" or "cuda"), else the GPU when one is present and the CPU otherwise.
 std::shared_ptr<Backend> make_backend(std::optional<Device> want = std::nullopt);
+/// The same from a device name as the CLI, server and Python take it: "" or "auto" (pick),
+/// "cpu", "cuda" or "gpu". Errc::invalid_argument naming `what` for anything else.
+std::shared_ptr<Backend> make_backend(std::string_view device, std::string_view what = "device");
+
+/// True when DIDMARK_REQUIRE_CUDA=1: tests that need a GPU fail instead of skipping.
+bool cuda_required() noexcept;
 
 /// A process-wide backend made by make_backend() on first use.
 Backend& default_backend();

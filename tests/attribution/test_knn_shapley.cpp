@@ -173,15 +173,13 @@ TEST(KnnShapley, TilesAndThreadsDoNotChangeABit) {
   // D = 300 exercises the GEMM's depth blocking as well.
   for (const auto& [n, m, d] : {std::tuple<int64_t, int64_t, int64_t>{1500, 37, 8}, {700, 21, 300}}) {
     const Problem p = make_problem(n, m, d, 3, 5 + static_cast<uint64_t>(d), DType::f32);
-    KnnShapleyOptions base;
-    base.threads = 1;
-    const auto ref = value(p, 5, base);
+    const auto ref = value(p, 5);
     for (int threads : {1, 2, 3}) {
+      const auto cpu = make_cpu_backend(threads);
       for (int64_t tile : {int64_t{0}, int64_t{1}, int64_t{4}, m}) {
         KnnShapleyOptions o;
-        o.threads = threads;
         o.query_tile = tile;
-        const auto r = value(p, 5, o);
+        const auto r = value(p, 5, o, cpu.get());
         ASSERT_EQ(r.values, ref.values) << "d " << d << " threads " << threads << " tile " << tile;
       }
     }

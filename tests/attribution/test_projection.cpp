@@ -71,8 +71,7 @@ TEST(Projection, MatrixIsBitIdenticalAcrossTileSizes) {
         Buffer out("out", out_t, {p, proj.k});
         ProjectOptions o;
         o.feature_tile = tile;
-        o.threads = threads;
-        project(eye.view, proj, out.view, o, *cpu());
+        project(eye.view, proj, out.view, o, *make_cpu_backend(threads));
         for (int64_t i = 0; i < p * proj.k; ++i)
           ASSERT_EQ(test::get(out.view, i), static_cast<double>(ref[static_cast<std::size_t>(i)]))
               << "tile " << tile << " entry " << i;

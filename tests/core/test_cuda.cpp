@@ -40,7 +40,7 @@ struct DeviceCopy {
 #endif
 
 TEST(Cuda, DeviceViewsMatchCpuBitForBit) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  DIDMARK_SKIP_WITHOUT_GPU();
 #if DIDMARK_HAVE_CUDA
   auto cpu = make_cpu_backend();
   auto gpu = make_cuda_backend(0);
@@ -67,18 +67,37 @@ TEST(Cuda, DeviceViewsMatchCpuBitForBit) {
 }
 
 TEST(Cuda, StreamsLargeHostTensorsInChunks) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-  // 40M f32 elements = 160 MB: three staging chunks, with a partial last one.
+  DIDMARK_SKIP_WITHOUT_GPU();
+  // 40M f32 elements (160 MB) through the default 64 MiB staging: three chunks, the last one
+  // partial; and a 1 MiB staging on odd sizes: hundreds of chunks, none of them tile-aligned
+  // at the end. Each dtype in place and out of place.
   auto cpu = make_cpu_backend();
-  auto gpu = make_cuda_backend(0);
-  test::Buffer a = test::gaussian("big.weight", DType::f32, {40'000'003}, 4, 1.0);
-  test::Buffer b = a;
   const auto key = test::random_key(5);
   const auto payload = test::random_payload(6);
-  std::vector<NamedTensor> ta{a.named()}, tb{b.named()};
-  embed_in_place(ta, key, payload, {}, *cpu);
-  embed_in_place(tb, key, payload, {}, *gpu);
-  EXPECT_EQ(a.bytes, b.bytes);
-  const auto v1 = verify(ta, key, payload, {}, *cpu), v2 = verify(tb, key, payload, {}, *gpu);
-  EXPECT_NEAR(v1.z, v2.z, 1e-6 * v1.z);
+  struct Case {
+    std::size_t staging;
+    DType dtype;
+    std::vector<int64_t> shape;
+  };
+  for (const Case& c : {Case{0, DType::f32, {10'000'001, 4}}, Case{std::size_t{1} << 20, DType::bf16, {3001, 1777}},
+                        Case{std::size_t{1} << 20, DType::f64, {1999, 1001}}}) {
+    BackendOptions o;
+    o.staging_bytes = c.staging;
+    auto gpu = make_cuda_backend(o);
+    const test::Buffer orig = test::gaussian("big.weight", c.dtype, c.shape, 4, 1.0);
+    test::Buffer a = orig, b = orig, out = orig;
+    std::vector<NamedTensor> ta{a.named()}, tb{b.named()}, src{orig.named()}, dst{out.named()};
+    const auto ea = embed_in_place(ta, key, payload, {}, *cpu);
+    const auto eb = embed_in_place(tb, key, payload, {}, *gpu);
+    ASSERT_EQ(ea.tensors_marked, 1) << "the policy must mark this tensor, else the test compares two no-ops";
+    ASSERT_EQ(eb.tensors_marked, 1);
+    EXPECT_NE(a.bytes, orig.bytes);
+    EXPECT_EQ(a.bytes, b.bytes) << dtype_name(c.dtype) << " staging " << c.staging;
+    embed(src, dst, key, payload, {}, *gpu);  // out of place: the source must stay as it was
+    EXPECT_EQ(out.bytes, a.bytes);
+    const auto v1 = verify(ta, key, payload, {}, *cpu), v2 = verify(tb, key, payload, {}, *gpu);
+    EXPECT_TRUE(v2.detected);
+    EXPECT_NEAR(v1.z, v2.z, 1e-6 * v1.z);
+    EXPECT_EQ(v1.decoded, v2.decoded);
+  }
 }

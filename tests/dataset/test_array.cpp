@@ -6,8 +6,8 @@
 #include <numeric>
 #include <random>
 
-#include "dataset/array_math.hpp"
-#include "dataset/dataset_ops.hpp"
+#include "didmark/detail/dataset_array.hpp"
+#include "backend/dataset_ops.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 #include "test_util.hpp"

@@ -6,38 +6,45 @@
 #include <cstdlib>
 #include <random>
 
-#include "dataset/dataset_ops.hpp"
+#include "backend/dataset_ops.hpp"
 #include "didmark/dataset.hpp"
 #include "test_util.hpp"
 
 using namespace didmark;
 
 namespace {
-std::shared_ptr<Backend> gpu() {
-  if (!cuda_available()) return nullptr;
-  return make_cuda_backend(0);
+// Staging of 1 MiB: the host arrays below cross many chunks.
+std::shared_ptr<Backend> gpu(int64_t table_gpu_min_rows = 1) {
+  BackendOptions o;
+  o.staging_bytes = std::size_t{1} << 20;
+  o.table_gpu_min_rows = table_gpu_min_rows;
+  return test::gpu_backend(o);
+}
+dataset::DatasetOps& cpu_ops() {
+  static const auto b = make_cpu_backend(1);
+  return b->dataset_ops();
 }
 }  // namespace
 
 TEST(DatasetCudaParity, TableSlots) {
+  DIDMARK_SKIP_WITHOUT_GPU();
   auto be = gpu();
-  if (!be) GTEST_SKIP() << "no usable GPU";
-  auto cuda = dataset::make_cuda_ops(*be);
+  dataset::DatasetOps& cuda = be->dataset_ops();
   const dataset::TableSpec spec{{0x12345678u, 0x9abcdef0u}, {7u, 9u}, 10, 2, 256, 5};
   const std::vector<uint64_t> keys{5, 1, 99, 1ull << 63, 42};
   std::vector<uint64_t> ids(3'000'017);
   std::mt19937_64 rng(1);
   for (auto& i : ids) i = rng();
   std::vector<uint32_t> a(ids.size()), b(ids.size());
-  dataset::cpu_ops()->table_select(ids, spec, keys, a);
-  cuda->table_select(ids, spec, keys, b);
+  cpu_ops().table_select(ids, spec, keys, a);
+  cuda.table_select(ids, spec, keys, b);
   EXPECT_EQ(a, b);
 }
 
 TEST(DatasetCudaParity, ArrayEmbedAndCorrelate) {
+  DIDMARK_SKIP_WITHOUT_GPU();
   auto be = gpu();
-  if (!be) GTEST_SKIP() << "no usable GPU";
-  auto cuda = dataset::make_cuda_ops(*be);
+  dataset::DatasetOps& cuda = be->dataset_ops();
   for (DType t : {DType::f32, DType::f16, DType::bf16, DType::f64}) {
     for (int64_t dim : {int64_t{1}, int64_t{37}, int64_t{128}, int64_t{769}}) {
       const int64_t rows = 3001;
@@ -51,8 +58,8 @@ TEST(DatasetCudaParity, ArrayEmbedAndCorrelate) {
       std::vector<float> signs(64);
       for (int b = 0; b < 64; ++b) signs[static_cast<std::size_t>(b)] = payload.bits[static_cast<std::size_t>(b)] ? -1.0f : 1.0f;
       std::vector<dataset::RowEmbedStats> sa(static_cast<std::size_t>(rows)), sb(static_cast<std::size_t>(rows));
-      dataset::cpu_ops()->array_embed(src.view, d_cpu.view, specs, signs, 0.03, sa);
-      cuda->array_embed(src.view, d_gpu.view, specs, signs, 0.03, sb);
+      cpu_ops().array_embed(src.view, d_cpu.view, specs, signs, 0.03, sa);
+      cuda.array_embed(src.view, d_gpu.view, specs, signs, 0.03, sb);
       EXPECT_EQ(d_cpu.bytes, d_gpu.bytes) << dtype_name(t) << " dim " << dim;
       for (std::size_t r = 0; r < sa.size(); ++r) {
         ASSERT_EQ(sa[r].status, sb[r].status);
@@ -66,8 +73,8 @@ TEST(DatasetCudaParity, ArrayEmbedAndCorrelate) {
       std::vector<uint8_t> use(static_cast<std::size_t>(rows), 1);
       use[10] = 0;
       std::vector<dataset::ClaimSums> ca(2), cb(2);
-      dataset::cpu_ops()->array_correlate(d_cpu.view, two, use, signs2, ca);
-      cuda->array_correlate(d_cpu.view, two, use, signs2, cb);
+      cpu_ops().array_correlate(d_cpu.view, two, use, signs2, ca);
+      cuda.array_correlate(d_cpu.view, two, use, signs2, cb);
       for (int k = 0; k < 2; ++k) {
         EXPECT_EQ(ca[k].rows, cb[k].rows);
         EXPECT_EQ(ca[k].skipped, cb[k].skipped);
@@ -82,10 +89,9 @@ TEST(DatasetCudaParity, ArrayEmbedAndCorrelate) {
 }
 
 TEST(DatasetCudaParity, EndToEndTableOnTheGpuBackend) {
+  DIDMARK_SKIP_WITHOUT_GPU();
   auto be = gpu();
-  if (!be) GTEST_SKIP() << "no usable GPU";
-  // Send even this short table to the GPU (the default threshold is 10^7 rows).
-  ::setenv("DIDMARK_TABLE_GPU_MIN_ROWS", "1", 1);
+  // gpu() sends even this short table to the GPU (the default threshold is 10^7 rows).
   const auto t = CsvTable::parse(synthetic_table_csv(50000, 3));
   const WatermarkKey k = test::random_key(1);
   const Payload p = test::random_payload(2);
@@ -97,7 +103,6 @@ TEST(DatasetCudaParity, EndToEndTableOnTheGpuBackend) {
   const Claim c{k, p};
   const auto va = verify_table(marked, std::span(&c, 1), {}, *make_cpu_backend())[0];
   const auto vb = verify_table(marked, std::span(&c, 1), {}, *be)[0];
-  ::unsetenv("DIDMARK_TABLE_GPU_MIN_ROWS");
   EXPECT_TRUE(vb.detected);
   EXPECT_EQ(va.matches, vb.matches);
   EXPECT_EQ(va.marked_rows, vb.marked_rows);
@@ -105,8 +110,8 @@ TEST(DatasetCudaParity, EndToEndTableOnTheGpuBackend) {
 }
 
 TEST(DatasetCudaParity, ArrayReportsOnTheGpuBackend) {
+  DIDMARK_SKIP_WITHOUT_GPU();
   auto be = gpu();
-  if (!be) GTEST_SKIP() << "no usable GPU";
   auto src = test::gaussian("x", DType::f32, {5000, 96}, 5, 0.2);
   auto a = src, b = src;
   const WatermarkKey k = test::random_key(6);

@@ -7,8 +7,8 @@
 #include <random>
 #include <set>
 
-#include "dataset/dataset_ops.hpp"
-#include "dataset/table_math.hpp"
+#include "backend/dataset_ops.hpp"
+#include "didmark/detail/dataset_table.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 #include "test_util.hpp"
@@ -348,6 +348,6 @@ TEST(TableSlot, SelectionIsUniformAndOrderFree) {
   std::vector<uint64_t> ids(1000);
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = i * 7919;
   std::vector<uint32_t> slots(ids.size());
-  dataset::cpu_ops()->table_select(ids, s, keys, slots);
+  make_cpu_backend()->dataset_ops().table_select(ids, s, keys, slots);
   for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(slots[i], dataset::table_slot(s, keys.data(), ids[i]));
 }

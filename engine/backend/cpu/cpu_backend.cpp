@@ -1,9 +1,12 @@
 #include <cstring>
 #include <memory>
+#include <mutex>
 
+#include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
-#include "backend/host_sample.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
+#include "backend/dataset_ops.hpp"
+#include "backend/host_sample.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/backend.hpp"
 #include "didmark/error.hpp"
@@ -88,7 +91,10 @@ DIDMARK_FLATTEN void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads) : pool_(threads > 0 ? threads : detail::default_thread_count()) {}
+  explicit CpuBackend(const BackendOptions& o)
+      : options_(o), pool_(o.threads > 0 ? o.threads : detail::default_thread_count()) {
+    options_.threads = pool_.size();
+  }
 
   Device device() const noexcept override { return Device::cpu; }
   std::string description() const override {
@@ -153,6 +159,17 @@ class CpuBackend final : public Backend {
     return backend_detail::sample_host(w, count);
   }
 
+  dataset::DatasetOps& dataset_ops() override {
+    std::call_once(dataset_once_, [&] { dataset_ = dataset::make_cpu_dataset_ops(pool_); });
+    return *dataset_;
+  }
+  attribution::AttributionOps& attribution_ops() override {
+    std::call_once(attribution_once_, [&] { attribution_ = attribution::make_cpu_attribution_ops(pool_); });
+    return *attribution_;
+  }
+  detail::ThreadPool& host_pool() override { return pool_; }
+  const BackendOptions& options() const noexcept override { return options_; }
+
   void copy(const TensorView& src, const TensorView& dst) override {
     DIDMARK_EXPECTS(src.device == Device::cpu && dst.device == Device::cpu, invalid_argument,
                     "cpu backend: copy needs host views, got ", src.describe(), " -> ", dst.describe());
@@ -193,11 +210,19 @@ class CpuBackend final : public Backend {
     }
   }
 
+  BackendOptions options_;
   detail::ThreadPool pool_;
+  std::once_flag dataset_once_, attribution_once_;
+  std::unique_ptr<dataset::DatasetOps> dataset_;
+  std::unique_ptr<attribution::AttributionOps> attribution_;
 };
 
 }  // namespace
 
-std::shared_ptr<Backend> make_cpu_backend(int threads) { return std::make_shared<CpuBackend>(threads); }
+std::shared_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  DIDMARK_EXPECTS(options.threads >= 0, invalid_argument, "threads must be 0 (default) or positive, got ",
+                  options.threads);
+  return std::make_shared<CpuBackend>(options);
+}
 
 }  // namespace didmark

@@ -6,9 +6,10 @@
 #include <cstring>
 #include <vector>
 
-#include "attribution/attribution_ops.hpp"
-#include "attribution/attribution_math.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "backend/attribution_ops.hpp"
+#include "backend/cuda/cuda_ops.hpp"
+#include "didmark/detail/attribution_math.hpp"
+#include "kernels/cuda_check.cuh"
 #include "backend/cuda/cuda_resources.hpp"
 #include "didmark/error.hpp"
 #include "kernels/attribution_knn.cuh"
@@ -54,6 +55,7 @@ template <class T>
 class CudaKnnSession final : public KnnSession {
  public:
   CudaKnnSession(CudaResources& res, const KnnTrainSet& t) : res_(res), t_(t) {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const auto n = static_cast<std::size_t>(t.n), d = static_cast<std::size_t>(t.d);
@@ -82,6 +84,7 @@ class CudaKnnSession final : public KnnSession {
 
   void accumulate(const void* queries, const int64_t* labels, int64_t m) override {
     DIDMARK_ASSERT(m >= 1 && m <= max_tile_);
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const int64_t n = t_.n, d = t_.d;
@@ -117,6 +120,7 @@ class CudaKnnSession final : public KnnSession {
   }
 
   std::vector<double> sums() override {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     std::vector<double> out(static_cast<std::size_t>(t_.n));
     d2h(out.data(), acc_.get(), out.size() * sizeof(double), res_.stream());
@@ -137,6 +141,7 @@ class CudaKnnSession final : public KnnSession {
 class CudaGram final : public GramAccumulator {
  public:
   CudaGram(CudaResources& res, int64_t k) : res_(res), k_(k) {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     a_.reserve(static_cast<std::size_t>(k * k) * sizeof(double));
     DIDMARK_CUDA_TRY(cudaMemsetAsync(a_.get(), 0, static_cast<std::size_t>(k * k) * sizeof(double), res_.stream()));
@@ -144,6 +149,7 @@ class CudaGram final : public GramAccumulator {
 
   void add(const float* x, int64_t rows) override {
     if (rows <= 0) return;
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const auto count = static_cast<std::size_t>(rows * k_);
@@ -159,6 +165,7 @@ class CudaGram final : public GramAccumulator {
   }
 
   std::vector<double> result() override {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     std::vector<double> a(static_cast<std::size_t>(k_ * k_));
     d2h(a.data(), a_.get(), a.size() * sizeof(double), res_.stream());
@@ -179,6 +186,7 @@ class CudaSpdSolver final : public SpdSolver {
  public:
   CudaSpdSolver(CudaResources& res, std::span<const double> a, int64_t k, double lambda, const char* what)
       : res_(res), k_(k) {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     std::vector<double> host(a.begin(), a.end());
@@ -202,6 +210,7 @@ class CudaSpdSolver final : public SpdSolver {
 
   void solve(double* b, int64_t m) override {
     if (m <= 0) return;
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const std::size_t bytes = static_cast<std::size_t>(m * k_) * sizeof(double);
@@ -225,7 +234,7 @@ class CudaSpdSolver final : public SpdSolver {
 
 class CudaAttributionOps final : public AttributionOps {
  public:
-  CudaAttributionOps(CudaResources& res, int threads) : res_(res), host_(make_cpu_attribution_ops(threads)) {}
+  CudaAttributionOps(CudaResources& res, AttributionOps& host) : res_(res), host_(host) {}
 
   std::string description() const override { return res_.description(); }
 
@@ -243,6 +252,7 @@ class CudaAttributionOps final : public AttributionOps {
   }
 
   void rademacher_rows(const Projection& proj, int64_t row0, int64_t rows, float* out) override {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const std::size_t bytes = static_cast<std::size_t>(rows * proj.k) * sizeof(float);
@@ -261,6 +271,7 @@ class CudaAttributionOps final : public AttributionOps {
   }
 
   void gemm_abt(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t kk) override {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     da_.reserve(static_cast<std::size_t>(m * kk) * sizeof(float));
@@ -276,13 +287,14 @@ class CudaAttributionOps final : public AttributionOps {
   }
 
   void row_dots(const float* a, int64_t n, int64_t kk, const double* x, double* y) override {
-    host_->row_dots(a, n, kk, x, y);  // host data, host result: the CPU does it in one pass
+    host_.row_dots(a, n, kk, x, y);  // host data, host result: the CPU does it in one pass
   }
 
  private:
   // out (rows x k) = g (rows x p) R, R generated on the device tile by tile.
   template <class T>
   void project_t(const TensorView& g, const Projection& proj, T* out, int64_t feature_tile) {
+    const auto lock = res_.lock();
     DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     const int64_t rows = g.shape[0], p = g.shape[1], k = proj.k;
@@ -319,16 +331,14 @@ class CudaAttributionOps final : public AttributionOps {
   }
 
   CudaResources& res_;
-  std::unique_ptr<AttributionOps> host_;
+  AttributionOps& host_;
   DeviceBuffer da_, db_, dc_;
 };
 
 }  // namespace
 
-std::unique_ptr<AttributionOps> make_cuda_attribution_ops(Backend& backend, int threads) {
-  CudaResources* res = cuda::resources_of(backend);
-  if (!res) return nullptr;
-  return std::make_unique<CudaAttributionOps>(*res, threads);
+std::unique_ptr<AttributionOps> make_cuda_attribution_ops(CudaResources& res, AttributionOps& host) {
+  return std::make_unique<CudaAttributionOps>(res, host);
 }
 
 }  // namespace didmark::attribution

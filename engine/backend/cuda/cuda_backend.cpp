@@ -4,10 +4,14 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <vector>
 
+#include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_ops.hpp"
+#include "backend/dataset_ops.hpp"
+#include "kernels/cuda_check.cuh"
 #include "backend/cuda/cuda_resources.hpp"
 #include "backend/host_sample.hpp"
 #include "didmark/backend.hpp"
@@ -20,7 +24,10 @@ using detail::CarrierSpec;
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : res_(device) {
+  explicit CudaBackend(const BackendOptions& o)
+      : options_(o), host_(make_cpu_backend(o.threads)), res_(o.device, o.staging_bytes) {
+    options_.threads = host_->options().threads;
+    options_.staging_bytes = res_.staging_bytes();
     cuda::DeviceScope scope(res_.device());
     for (auto& e : events_) DIDMARK_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
@@ -37,6 +44,7 @@ class CudaBackend final : public Backend {
   void correlate(const TensorView& w, std::span<const CarrierSpec> carriers, std::span<CorrelateStats> out) override {
     check_view(w, "correlate");
     backend_check::carriers(carriers, out.size());
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     const std::size_t K = carriers.size();
     std::vector<uint32_t> offsets(K + 1, 0);
@@ -93,6 +101,7 @@ class CudaBackend final : public Backend {
     backend_check::add_args(src, dst, c, delta);
     DIDMARK_EXPECTS(src.device == dst.device, unsupported, "carrier_add: source on ", device_name(src.device),
                     " and destination on ", device_name(dst.device), "; put both on one side");
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     const std::size_t delta_bytes = round_up(delta.size() * sizeof(float));
     auto* base = static_cast<unsigned char*>(res_.scratch(delta_bytes + 3 * sizeof(double), 1));
@@ -132,6 +141,7 @@ class CudaBackend final : public Backend {
   std::vector<double> sample(const TensorView& w, int64_t count) override {
     check_view(w, "sample");
     if (w.device == Device::cpu) return backend_detail::sample_host(w, count);
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     const int64_t m = std::min(count, w.numel());
     std::vector<double> out(static_cast<std::size_t>(m > 0 ? m : 0));
@@ -147,15 +157,31 @@ class CudaBackend final : public Backend {
   void copy(const TensorView& src, const TensorView& dst) override {
     backend_check::same_layout(src, dst, "copy");
     if (src.data == dst.data || src.nbytes() == 0) return;
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     DIDMARK_CUDA_TRY(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDefault, res_.stream()));
     DIDMARK_CUDA_TRY(cudaStreamSynchronize(res_.stream()));
   }
 
   void synchronize() override {
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     DIDMARK_CUDA_TRY(cudaStreamSynchronize(res_.stream()));
   }
+
+  dataset::DatasetOps& dataset_ops() override {
+    std::call_once(dataset_once_, [&] {
+      dataset_ = dataset::make_cuda_dataset_ops(res_, host_->dataset_ops(), options_.table_gpu_min_rows);
+    });
+    return *dataset_;
+  }
+  attribution::AttributionOps& attribution_ops() override {
+    std::call_once(attribution_once_,
+                   [&] { attribution_ = attribution::make_cuda_attribution_ops(res_, host_->attribution_ops()); });
+    return *attribution_;
+  }
+  detail::ThreadPool& host_pool() override { return host_->host_pool(); }
+  const BackendOptions& options() const noexcept override { return options_; }
 
  private:
   static std::size_t round_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
@@ -180,7 +206,7 @@ class CudaBackend final : public Backend {
     // Chunks hold whole kernel tiles so carrier blocks never straddle two chunks.
     const int64_t chunk = std::max<int64_t>(
         kernels::kCarrierTile,
-        static_cast<int64_t>(cuda::CudaResources::kStagingBytes / esize) / kernels::kCarrierTile * kernels::kCarrierTile);
+        static_cast<int64_t>(res_.staging_bytes() / esize) / kernels::kCarrierTile * kernels::kCarrierTile);
     const std::size_t chunk_bytes = static_cast<std::size_t>(std::min(chunk, numel)) * esize;
     cudaStream_t s = res_.stream();
     void* dev[2] = {res_.scratch(chunk_bytes, 2), res_.scratch(chunk_bytes, 3)};
@@ -213,8 +239,13 @@ class CudaBackend final : public Backend {
     drain(1);
   }
 
+  BackendOptions options_;
+  std::shared_ptr<Backend> host_;  // the CPU backend for host-side work (its pool, its op tables)
   cuda::CudaResources res_;
   cudaEvent_t events_[2] = {nullptr, nullptr};
+  std::once_flag dataset_once_, attribution_once_;
+  std::unique_ptr<dataset::DatasetOps> dataset_;
+  std::unique_ptr<attribution::AttributionOps> attribution_;
 };
 
 }  // namespace
@@ -228,6 +259,6 @@ CudaResources* resources_of(Backend& b) noexcept {
 
 bool cuda_compiled() noexcept { return true; }
 bool cuda_available() noexcept { return cuda::usable_device_count() > 0; }
-std::shared_ptr<Backend> make_cuda_backend(int device) { return std::make_shared<CudaBackend>(device); }
+std::shared_ptr<Backend> make_cuda_backend(const BackendOptions& options) { return std::make_shared<CudaBackend>(options); }
 
 }  // namespace didmark

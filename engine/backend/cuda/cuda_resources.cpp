@@ -1,7 +1,6 @@
 #include "backend/cuda/cuda_resources.hpp"
 
-
-#include "backend/cuda/cuda_check.hpp"
+#include "kernels/cuda_check.cuh"
 #include "didmark/error.hpp"
 
 namespace didmark::cuda {
@@ -59,7 +58,8 @@ void PinnedBuffer::reserve(std::size_t bytes) {
   bytes_ = bytes;
 }
 
-CudaResources::CudaResources(int device) : device_(device) {
+CudaResources::CudaResources(int device, std::size_t staging_bytes)
+    : device_(device), staging_bytes_(staging_bytes ? staging_bytes : kDefaultStagingBytes) {
   const int n = usable_device_count();
   DIDMARK_EXPECTS(n > 0, device_failure, "no usable CUDA device (driver missing or no GPU); run with --device cpu");
   DIDMARK_EXPECTS(device >= 0 && device < n, invalid_argument, "CUDA device ", device, " does not exist (", n,

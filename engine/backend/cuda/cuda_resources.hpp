@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "didmark/backend.hpp"
@@ -67,7 +68,8 @@ class PinnedBuffer {
 
 class CudaResources {
  public:
-  explicit CudaResources(int device);
+  /// `staging_bytes` = 0: kDefaultStagingBytes.
+  explicit CudaResources(int device, std::size_t staging_bytes = 0);
   ~CudaResources();
   CudaResources(const CudaResources&) = delete;
   CudaResources& operator=(const CudaResources&) = delete;
@@ -87,11 +89,19 @@ class CudaResources {
   /// Pinned host staging buffer of at least `bytes` (two slots for double buffering).
   void* pinned(std::size_t bytes, int slot);
 
-  /// Bytes of a host chunk streamed through the GPU at a time.
-  static constexpr std::size_t kStagingBytes = std::size_t{64} << 20;
+  /// Bytes of a host chunk streamed through the GPU at a time (BackendOptions::staging_bytes).
+  std::size_t staging_bytes() const noexcept { return staging_bytes_; }
+  static constexpr std::size_t kDefaultStagingBytes = std::size_t{64} << 20;
+
+  /// The device lock: every operation that uses the stream, scratch or staging buffers holds
+  /// it for its whole length (the backend's thread-safety contract). Recursive, so an
+  /// operation may call another.
+  std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock<std::recursive_mutex>(mu_); }
 
  private:
   int device_;
+  std::size_t staging_bytes_;
+  std::recursive_mutex mu_;
   cudaStream_t stream_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "kernels/cuda_check.cuh"
 #include "backend/cuda/cuda_resources.hpp"
-#include "dataset/dataset_ops.hpp"
+#include "backend/cuda/cuda_ops.hpp"
+#include "backend/dataset_ops.hpp"
 #include "didmark/error.hpp"
 #include "kernels/dataset_array.cuh"
 #include "kernels/dataset_table.cuh"
@@ -19,17 +20,21 @@ std::size_t align_up(std::size_t n) { return (n + 255) & ~std::size_t{255}; }
 
 class CudaOps final : public DatasetOps {
  public:
-  explicit CudaOps(cuda::CudaResources& res) : res_(res) {}
+  CudaOps(cuda::CudaResources& res, DatasetOps& host, int64_t table_gpu_min_rows)
+      : res_(res), host_(host), table_gpu_min_rows_(table_gpu_min_rows) {}
   std::string name() const override { return res_.description(); }
 
   void table_select(std::span<const uint64_t> ids, const TableSpec& spec, std::span<const uint64_t> col_keys,
                     std::span<uint32_t> slots) override {
     DIDMARK_ASSERT(ids.size() == slots.size() && col_keys.size() == spec.num_columns && spec.num_columns <= 256);
+    // Short tables do not pay for the transfer: the host pool selects them (same formula).
+    if (static_cast<int64_t>(ids.size()) < table_gpu_min_rows_) return host_.table_select(ids, spec, col_keys, slots);
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     auto* keys = static_cast<uint64_t*>(res_.scratch(256 * sizeof(uint64_t), 0));
     DIDMARK_CUDA_TRY(cudaMemcpyAsync(keys, col_keys.data(), col_keys.size_bytes(), cudaMemcpyHostToDevice, s));
-    const std::size_t chunk = cuda::CudaResources::kStagingBytes / sizeof(uint64_t);
+    const std::size_t chunk = res_.staging_bytes() / sizeof(uint64_t);
     auto* d_ids = static_cast<uint64_t*>(res_.scratch(chunk * sizeof(uint64_t), 1));
     auto* d_slots = static_cast<uint32_t*>(res_.scratch(chunk * sizeof(uint32_t), 2));
     for (std::size_t i0 = 0; i0 < ids.size(); i0 += chunk) {
@@ -47,12 +52,13 @@ class CudaOps final : public DatasetOps {
                     " and destination ", dst.describe(), " are on different devices");
     const int64_t rows = src.shape[0], dim = src.shape[1];
     const std::size_t row_bytes = static_cast<std::size_t>(dim) * dtype_size(src.dtype);
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     auto* d_signs = static_cast<float*>(res_.scratch(bit_signs.size_bytes(), 0));
     DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_signs, bit_signs.data(), bit_signs.size_bytes(), cudaMemcpyHostToDevice, s));
     const bool host = src.device == Device::cpu;
-    const int64_t chunk_rows = host ? std::max<int64_t>(1, static_cast<int64_t>(cuda::CudaResources::kStagingBytes / std::max<std::size_t>(row_bytes, 1)))
+    const int64_t chunk_rows = host ? std::max<int64_t>(1, static_cast<int64_t>(res_.staging_bytes() / std::max<std::size_t>(row_bytes, 1)))
                                     : rows;
     const std::size_t meta = align_up(static_cast<std::size_t>(chunk_rows) * sizeof(CarrierSpec));
     auto* base = static_cast<unsigned char*>(
@@ -98,6 +104,7 @@ class CudaOps final : public DatasetOps {
     const std::size_t K = out.size();
     const std::size_t L = bit_signs.size() / K;
     const std::size_t row_bytes = static_cast<std::size_t>(dim) * dtype_size(x.dtype);
+    const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
     // Scratch 0: [signs | sums | weights | t | counts], accumulated over chunks.
@@ -110,7 +117,7 @@ class CudaOps final : public DatasetOps {
     DIDMARK_CUDA_TRY(cudaMemsetAsync(acc + o_sums, 0, acc_bytes - o_sums, s));
     DIDMARK_CUDA_TRY(cudaMemcpyAsync(acc, bit_signs.data(), bit_signs.size_bytes(), cudaMemcpyHostToDevice, s));
     const bool host = x.device == Device::cpu;
-    const int64_t chunk_rows = host ? std::max<int64_t>(1, static_cast<int64_t>(cuda::CudaResources::kStagingBytes / std::max<std::size_t>(row_bytes, 1)))
+    const int64_t chunk_rows = host ? std::max<int64_t>(1, static_cast<int64_t>(res_.staging_bytes() / std::max<std::size_t>(row_bytes, 1)))
                                     : rows;
     const std::size_t spec_bytes = align_up(K * static_cast<std::size_t>(chunk_rows) * sizeof(CarrierSpec));
     auto* meta = static_cast<unsigned char*>(res_.scratch(spec_bytes + static_cast<std::size_t>(chunk_rows), 1));
@@ -168,15 +175,15 @@ class CudaOps final : public DatasetOps {
 
  private:
   cuda::CudaResources& res_;
+  DatasetOps& host_;
+  int64_t table_gpu_min_rows_;
 };
 
 }  // namespace
 
-std::shared_ptr<DatasetOps> make_cuda_ops(Backend& b) {
-  cuda::CudaResources* res = cuda::resources_of(b);
-  DIDMARK_EXPECTS(res != nullptr, invalid_argument, "the CUDA dataset ops need the CUDA backend, got ",
-                  b.description());
-  return std::make_shared<CudaOps>(*res);
+std::unique_ptr<DatasetOps> make_cuda_dataset_ops(cuda::CudaResources& res, DatasetOps& host,
+                                                  int64_t table_gpu_min_rows) {
+  return std::make_unique<CudaOps>(res, host, table_gpu_min_rows);
 }
 
 }  // namespace didmark::dataset

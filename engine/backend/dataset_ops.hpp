@@ -1,31 +1,26 @@
 #pragma once
-// The dataset op table: the few passes the dataset marks need, implemented once on the CPU
-// (engine/dataset/cpu_ops.cpp, loops over table_math.hpp / array_math.hpp) and once on CUDA
-// (engine/backend/cuda/dataset_cuda.cpp + kernels/dataset_*.cu, grid loops over the same
-// formulas). The algorithms in table.cpp / array.cpp pick one from the Backend's device()
-// and never include CUDA headers.
+// The dataset op table: the few passes the dataset marks need. Implemented once on the CPU
+// (engine/backend/cpu/dataset_cpu.cpp, loops over detail/dataset_table.hpp and
+// detail/dataset_array.hpp) and once on CUDA (engine/backend/cuda/dataset_cuda.cpp +
+// kernels/dataset_*.cu, grid loops over the same formulas). The algorithms in
+// engine/dataset get theirs from Backend::dataset_ops() and never ask which one it is.
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "dataset/array_math.hpp"
-#include "dataset/table_math.hpp"
 #include "didmark/backend.hpp"
+#include "didmark/error.hpp"
 #include "didmark/detail/carrier.hpp"
+#include "didmark/detail/dataset_array.hpp"
+#include "didmark/detail/dataset_table.hpp"
+
+namespace didmark::detail {
+class ThreadPool;
+}
 
 namespace didmark::dataset {
-
-/// Per-row result of array_embed.
-struct RowEmbedStats {
-  double src_sq = 0;  ///< sum x^2 (fixed-order sum, the one alpha came from)
-  double dst_sq = 0;  ///< sum y^2 as stored
-  double dot = 0;     ///< sum x*y
-  uint32_t status = 0;  ///< kRowOk, kRowZero or kRowNonFinite (those two are copied unchanged)
-};
-inline constexpr uint32_t kRowOk = 0, kRowZero = 1, kRowNonFinite = 2;
 
 /// Per-claim sums of array_correlate.
 struct ClaimSums {
@@ -58,23 +53,17 @@ class DatasetOps {
 };
 
 /// The array formulas' element type of a dtype; Errc::unsupported for non-float dtypes.
-ElemType elem_type(DType t);
+inline ElemType elem_type(DType t) {
+  switch (t) {
+    case DType::f32: return ElemType::f32;
+    case DType::f64: return ElemType::f64;
+    case DType::f16: return ElemType::f16;
+    case DType::bf16: return ElemType::bf16;
+    default: DIDMARK_THROW(Errc::unsupported, "dataset arrays: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
+  }
+}
 
-/// The CPU implementation (multithreaded; DIDMARK_THREADS or the hardware concurrency).
-std::shared_ptr<DatasetOps> cpu_ops();
-/// The CUDA implementation on `b` (the CUDA backend). Defined by engine/backend/cuda when
-/// CUDA is built; otherwise throws Errc::unsupported.
-std::shared_ptr<DatasetOps> make_cuda_ops(Backend& b);
-/// cuda ops when b.device() is cuda, else the CPU ones.
-std::shared_ptr<DatasetOps> ops_for(Backend& b);
-
-/// Host-side parallel loop on the dataset CPU pool: fn(worker, task) for task < tasks.
-void host_parallel_for(int64_t tasks, const std::function<void(int, int64_t)>& fn);
-/// Workers of that pool.
-int host_threads();
-
-/// Tables at least this long go to the GPU when the backend is CUDA (shorter ones do not
-/// pay for the transfer); the environment variable DIDMARK_TABLE_GPU_MIN_ROWS overrides it.
-inline constexpr int64_t kTableGpuMinRows = 10'000'000;
+/// The CPU table, running on `pool` (the CPU backend's).
+std::unique_ptr<DatasetOps> make_cpu_dataset_ops(detail::ThreadPool& pool);
 
 }  // namespace didmark::dataset

@@ -1,6 +1,6 @@
-#include "attribution/cpu_dense.hpp"
+#include "backend/cpu/dense/dense.hpp"
 
-#include "attribution/cpu_dense_variant.hpp"
+#include "backend/cpu/dense/dense_variant.hpp"
 
 namespace didmark::attribution::dense {
 namespace {

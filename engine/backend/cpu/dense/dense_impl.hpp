@@ -5,7 +5,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 
-#include "attribution/attribution_math.hpp"
+#include "didmark/detail/attribution_math.hpp"
 
 namespace didmark::attribution::dense::DIDMARK_DENSE_NS {
 

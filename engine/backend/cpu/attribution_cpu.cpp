@@ -6,10 +6,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "attribution/attribution_math.hpp"
-#include "attribution/attribution_ops.hpp"
-#include "attribution/cpu_dense.hpp"
-#include "attribution/inputs.hpp"
+#include "didmark/detail/attribution_math.hpp"
+#include "didmark/detail/convert.hpp"
+#include "backend/attribution_ops.hpp"
+#include "backend/cpu/dense/dense.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/error.hpp"
 
@@ -255,7 +255,7 @@ class CpuSpdSolver final : public SpdSolver {
 
 class CpuAttributionOps final : public AttributionOps {
  public:
-  explicit CpuAttributionOps(int threads) : pool_(threads > 0 ? threads : detail::default_thread_count()) {}
+  explicit CpuAttributionOps(detail::ThreadPool& pool) : pool_(pool) {}
 
   std::string description() const override {
     return detail::concat("cpu (", pool_.size(), pool_.size() == 1 ? " thread, " : " threads, ", dense::isa(), ")");
@@ -352,7 +352,7 @@ class CpuAttributionOps final : public AttributionOps {
         } else {
           gbuf.resize(static_cast<std::size_t>(rows * np));
           for (int64_t i = 0; i < rows; ++i)
-            convert<T>(static_cast<const char*>(g.data) + (static_cast<std::size_t>(i * p + p0)) * esize, g.dtype, np,
+            detail::convert<T>(static_cast<const char*>(g.data) + (static_cast<std::size_t>(i * p + p0)) * esize, g.dtype, np,
                        gbuf.data() + i * np);
           gt = gbuf.data();
           ld = np;
@@ -362,13 +362,13 @@ class CpuAttributionOps final : public AttributionOps {
     });
   }
 
-  detail::ThreadPool pool_;
+  detail::ThreadPool& pool_;
 };
 
 }  // namespace
 
-std::unique_ptr<AttributionOps> make_cpu_attribution_ops(int threads) {
-  return std::make_unique<CpuAttributionOps>(threads);
+std::unique_ptr<AttributionOps> make_cpu_attribution_ops(detail::ThreadPool& pool) {
+  return std::make_unique<CpuAttributionOps>(pool);
 }
 
 }  // namespace didmark::attribution

@@ -1,11 +1,11 @@
-// CPU loops over the dataset formulas (table_math.hpp, array_math.hpp).
+// The dataset op table on the CPU: loops over the shared formulas (detail/dataset_table.hpp,
+// detail/dataset_array.hpp) on the CPU backend's pool.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 
 #include "common/thread_pool.hpp"
-#include "dataset/array_math.hpp"
-#include "dataset/dataset_ops.hpp"
+#include "backend/dataset_ops.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::dataset {
@@ -130,14 +130,9 @@ void correlate_rows(const void* x_v, int64_t rows, int64_t dim, int64_t r0, int6
   }
 }
 
-detail::ThreadPool& pool() {
-  static detail::ThreadPool p(detail::default_thread_count());
-  return p;
-}
-
 class CpuOps final : public DatasetOps {
  public:
-  CpuOps() : pool_(pool()) {}
+  explicit CpuOps(detail::ThreadPool& pool) : pool_(pool) {}
   std::string name() const override { return detail::concat("cpu (", pool_.size(), " threads)"); }
 
   void table_select(std::span<const uint64_t> ids, const TableSpec& spec, std::span<const uint64_t> col_keys,
@@ -239,34 +234,6 @@ class CpuOps final : public DatasetOps {
 
 }  // namespace
 
-ElemType elem_type(DType t) {
-  switch (t) {
-    case DType::f32: return ElemType::f32;
-    case DType::f64: return ElemType::f64;
-    case DType::f16: return ElemType::f16;
-    case DType::bf16: return ElemType::bf16;
-    default: DIDMARK_THROW(Errc::unsupported, "dataset arrays: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
-  }
-}
-
-void host_parallel_for(int64_t tasks, const std::function<void(int, int64_t)>& fn) { pool().parallel_for(tasks, fn); }
-int host_threads() { return pool().size(); }
-
-std::shared_ptr<DatasetOps> cpu_ops() {
-  static std::shared_ptr<DatasetOps> ops = std::make_shared<CpuOps>();
-  return ops;
-}
-
-#if !DIDMARK_HAVE_CUDA
-std::shared_ptr<DatasetOps> make_cuda_ops(Backend&) {
-  DIDMARK_THROW(Errc::unsupported,
-                "the CUDA dataset ops are not in this build of didmark; rebuild with -DDIDMARK_CUDA=ON");
-}
-#endif
-
-std::shared_ptr<DatasetOps> ops_for(Backend& b) {
-  if (b.device() == Device::cuda) return make_cuda_ops(b);
-  return cpu_ops();
-}
+std::unique_ptr<DatasetOps> make_cpu_dataset_ops(detail::ThreadPool& pool) { return std::make_unique<CpuOps>(pool); }
 
 }  // namespace didmark::dataset

@@ -16,6 +16,7 @@
 
 #include "didmark/detail/carrier.hpp"
 #include "didmark/detail/config.hpp"
+#include "didmark/detail/embed_math.hpp"
 #include "didmark/detail/half.hpp"
 
 namespace didmark::dataset {
@@ -71,24 +72,31 @@ DIDMARK_HD DIDMARK_FORCEINLINE float row_alpha(double sum_sq, int64_t dim, doubl
   return static_cast<float>(exact_mul(strength, sqrt(sum_sq / static_cast<double>(dim))));
 }
 
-/// Element j of a row after the embed step; `step` is alpha * s_b for j's block.
+/// Element j of a row after the embed step; `step` is alpha * s_b for j's block. The
+/// weight mark's own element step (embed_math.hpp), so both marks round alike.
 template <ElemType T>
 DIDMARK_HD DIDMARK_FORCEINLINE typename Elem<T>::storage embed_elem(typename Elem<T>::storage v, float step,
                                                                    const detail::u32x4& r, uint32_t e) {
   const uint32_t sign = detail::carrier_sign_bit(r, e);
-  if constexpr (T == ElemType::f32) {
-    return v + detail::apply_sign(step, sign);
-  } else if constexpr (T == ElemType::f64) {
-    return v + static_cast<double>(detail::apply_sign(step, sign));
+  if constexpr (T == ElemType::f32 || T == ElemType::f64) {
+    return detail::embed_element(v, step, sign, 0u);
   } else if constexpr (T == ElemType::f16) {
-    return detail::f32_to_f16_sr(detail::f16_to_f32(v) + detail::apply_sign(step, sign), detail::carrier_dither(r, e));
+    return detail::embed_element(detail::half_t{v}, step, sign, detail::carrier_dither(r, e)).bits;
   } else {
-    return detail::f32_to_bf16_sr(detail::bf16_to_f32(v) + detail::apply_sign(step, sign),
-                                  detail::carrier_dither(r, e));
+    return detail::embed_element(detail::bfloat16_t{v}, step, sign, detail::carrier_dither(r, e)).bits;
   }
 }
 
 /// Is x finite (NaN and Inf fail)?
-DIDMARK_HD DIDMARK_FORCEINLINE bool is_finite(double x) { return x - x == 0.0; }
+DIDMARK_HD DIDMARK_FORCEINLINE bool is_finite(double x) { return detail::is_finite(x); }
+
+/// Per-row result of the array embed pass (written by the CPU loop and the CUDA kernel).
+struct RowEmbedStats {
+  double src_sq = 0;    ///< sum x^2 (fixed-order sum, the one alpha came from)
+  double dst_sq = 0;    ///< sum y^2 as stored
+  double dot = 0;       ///< sum x*y
+  uint32_t status = 0;  ///< kRowOk, kRowZero or kRowNonFinite (those two are copied unchanged)
+};
+inline constexpr uint32_t kRowOk = 0, kRowZero = 1, kRowNonFinite = 2;
 
 }  // namespace didmark::dataset

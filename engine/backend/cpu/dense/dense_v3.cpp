@@ -4,5 +4,5 @@
 // out of line with wide instructions (checked: `nm -C` shows no weak std:: symbols).
 #define Eigen didmark_eigen_x86_64_v3
 #define DIDMARK_DENSE_NS v3
-#include "attribution/cpu_dense_variant.hpp"
-#include "attribution/cpu_dense_impl.hpp"
+#include "backend/cpu/dense/dense_variant.hpp"
+#include "backend/cpu/dense/dense_impl.hpp"

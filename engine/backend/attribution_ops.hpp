@@ -1,9 +1,10 @@
 #pragma once
 // The attribution op table: the device primitives that knn_shapley.cpp, projection.cpp and
-// trak.cpp are written against, once. Two implementations: the CPU (attribution_cpu.cpp:
-// Eigen, radix sort, the thread pool) and CUDA (engine/backend/cuda/attribution_cuda.cpp:
-// cuBLAS, cuSOLVER, CUB, kernels/attribution_*.cu). The algorithms never ask which one
-// they hold. Every entry point takes and returns host memory; the CUDA table stages data
+// trak.cpp are written against, once. Two implementations: the CPU
+// (engine/backend/cpu/attribution_cpu.cpp: Eigen, radix sort, the backend's thread pool) and
+// CUDA (engine/backend/cuda/attribution_cuda.cpp: cuBLAS, cuSOLVER, CUB,
+// kernels/attribution_*.cu). The algorithms get theirs from Backend::attribution_ops() and
+// never ask which one they hold. Every entry point takes and returns host memory; the CUDA table stages data
 // through the GPU itself and keeps what is reused (a training set, a Gram matrix) resident.
 
 #include <cstddef>
@@ -15,6 +16,10 @@
 
 #include "didmark/attribution.hpp"
 #include "didmark/backend.hpp"
+
+namespace didmark::detail {
+class ThreadPool;
+}
 
 namespace didmark::attribution {
 
@@ -88,16 +93,7 @@ class AttributionOps {
   virtual void row_dots(const float* a, int64_t n, int64_t kk, const double* x, double* y) = 0;
 };
 
-/// The CPU table with `threads` threads (0 = DIDMARK_THREADS or the hardware concurrency).
-std::unique_ptr<AttributionOps> make_cpu_attribution_ops(int threads);
-
-#if DIDMARK_HAVE_CUDA
-/// The CUDA table of `backend`'s GPU, or nullptr when `backend` is not the CUDA backend.
-/// Host-side helpers (row_dots) run on a CPU table with `threads` threads.
-std::unique_ptr<AttributionOps> make_cuda_attribution_ops(Backend& backend, int threads);
-#endif
-
-/// The table for `backend`: CUDA when it is the CUDA backend, else the CPU.
-std::unique_ptr<AttributionOps> make_attribution_ops(Backend& backend, int threads);
+/// The CPU table, running on `pool` (the CPU backend's).
+std::unique_ptr<AttributionOps> make_cpu_attribution_ops(detail::ThreadPool& pool);
 
 }  // namespace didmark::attribution
