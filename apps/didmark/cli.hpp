@@ -3,7 +3,8 @@
 // registers its subcommands through DIDMARK_CLI_COMMAND, so areas never edit main.cpp.
 //
 // Exit codes (a contract): 0 success / mark detected, 1 verified and not detected,
-// 2 error (bad input, unreadable file, device failure).
+// 2 error (bad input, unreadable file, device failure), 3 verified but nothing in the input
+// could carry a mark (no eligible tensor, no marked cell, no row).
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -20,6 +21,7 @@ namespace didmark::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitNotDetected = 1;
 inline constexpr int kExitError = 2;
+inline constexpr int kExitNoData = 3;
 
 /// Options every subcommand sees (set on the root command).
 struct Globals {

@@ -16,7 +16,7 @@
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
 #include "didmark/io.hpp"
-#include "formats.hpp"
+#include "didmark/inputs.hpp"
 
 namespace didmark::cli {
 namespace {
@@ -411,15 +411,11 @@ int run_lineage(Globals& g, const LineageArgs& a) {
   } else {
     DIDMARK_EXPECTS(!a.checkpoint.empty() && !a.registry.empty(), invalid_argument,
                     "give a CHECKPOINT and --registry REG.jsonl, or --verdicts FILE (the output of didmark scan)");
-    VerifyJob job;
-    job.input = a.checkpoint;
-    job.globals = &g;
-    for (const RegistryEntry& e : load_registry(a.registry))
-      job.owners.push_back(Owner{e.did, e.key, did_codeword(e.did)});
-    DIDMARK_EXPECTS(!job.owners.empty(), invalid_argument, "registry '", a.registry, "' lists no owners");
-    const FormatHandler& h = format_for(a.checkpoint, a.format);
-    DIDMARK_EXPECTS(static_cast<bool>(h.verify), unsupported, "format ", h.name, " cannot verify marks");
-    for (const Verdict& v : h.verify(job)) evidence.push_back({v.did, v.z, v.detected});
+    const auto owners = owners_of(load_registry(a.registry), {}, "registry '" + a.registry + "'");
+    InputOptions o;
+    o.format = a.format;
+    for (const Verdict& v : verify_input(a.checkpoint, owners, o, g.backend()).verdicts)
+      evidence.push_back({v.did, v.z, v.detected});
     source = a.checkpoint;
   }
   const LineageReport r = lineage_shares(evidence);

@@ -4,31 +4,17 @@
 
 #include "cli.hpp"
 #include "didmark/error.hpp"
-#include "formats.hpp"
 #include "mark_options.hpp"
+#include "render.hpp"
 
 namespace didmark::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 struct EmbedFlags {
   MarkFlags mark;
   std::string input, output;
   bool force = false;
 };
-
-// Checks every format shares: never the input, never an existing file without --force.
-// (A folder output is for sharded checkpoints: its handler checks the files inside.)
-void check_output(const fs::path& in, const fs::path& out, bool force) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(fs::exists(in, ec), not_found, "'", in.string(), "' does not exist");
-  if (!fs::exists(out, ec)) return;
-  DIDMARK_EXPECTS(!fs::equivalent(in, out, ec), invalid_argument, "output '", out.string(), "' is the input '",
-                  in.string(), "': write the marked copy to a new file");
-  DIDMARK_EXPECTS(force || fs::is_directory(out, ec), invalid_argument, "output '", out.string(),
-                  "' already exists (use --force to overwrite)");
-}
 
 void register_embed(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<EmbedFlags>();
@@ -47,22 +33,13 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
     action = [&g, f]() -> int {
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
                       "embed needs --id IDFILE: the identity of the owner whose mark is embedded");
-      const fs::path in(f->input), out(f->output);
-      check_output(in, out, f->force);
-      const FormatHandler& h = format_for(in, f->mark.format);
-      DIDMARK_EXPECTS(static_cast<bool>(h.embed), unsupported, "format '", h.name, "' cannot embed");
-      EmbedJob job;
-      job.input = in;
-      job.output = out;
-      job.owner = owner_from_identity(f->mark.id_file);
-      job.options = watermark_options(f->mark);
-      job.force = f->force;
-      job.globals = &g;
-      const EmbedResult r = h.embed(job);
+      const Owner owner = owner_from_identity(f->mark.id_file);
+      const InputEmbedReport r =
+          embed_input(f->input, f->output, owner, input_options(f->mark), {f->force}, g.backend());
       if (g.json)
-        print_json(r.json);
+        print_json(embed_json(r, owner));
       else
-        std::cout << r.text << std::flush;
+        std::cout << embed_text(r, owner) << std::flush;
       return kExitOk;
     };
   });
@@ -73,9 +50,12 @@ void register_formats(CLI::App& app, Globals& g, Action& action) {
   cmd->callback([&g, &action] {
     action = [&g]() -> int {
       nlohmann::json all = nlohmann::json::array();
-      for (const auto& h : formats()) {
+      for (const auto& h : input_formats()) {
         if (g.json) {
-          all.push_back({{"name", h.name}, {"extensions", h.extensions}, {"description", h.description}});
+          all.push_back({{"name", h.name},
+                         {"kind", std::string(input_kind_name(h.kind))},
+                         {"extensions", h.extensions},
+                         {"description", h.description}});
         } else {
           std::string ext;
           for (const auto& e : h.extensions) ext += (ext.empty() ? "" : " ") + e;

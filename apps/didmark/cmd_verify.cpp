@@ -1,11 +1,10 @@
 // `didmark verify IN (--id IDFILE | --registry REG.jsonl [--did DID])`: is the mark there?
-#include <cstdio>
 #include <iostream>
 
 #include "cli.hpp"
 #include "didmark/error.hpp"
-#include "formats.hpp"
 #include "mark_options.hpp"
+#include "render.hpp"
 
 namespace didmark::cli {
 namespace {
@@ -15,31 +14,6 @@ struct VerifyFlags {
   std::string input;
 };
 
-std::string short_count(int64_t n) {
-  char buf[32];
-  if (n >= 1'000'000'000)
-    std::snprintf(buf, sizeof buf, "%.2fG", static_cast<double>(n) / 1e9);
-  else if (n >= 1'000'000)
-    std::snprintf(buf, sizeof buf, "%.1fM", static_cast<double>(n) / 1e6);
-  else
-    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
-  return buf;
-}
-
-void print_verdicts(const std::string& path, const std::string& format, const std::vector<Verdict>& vs) {
-  std::printf("%s (%s): %zu owner%s checked\n", path.c_str(), format.c_str(), vs.size(), vs.size() == 1 ? "" : "s");
-  for (const auto& v : vs) {
-    char p[32];
-    if (v.log10_p < -300)
-      std::snprintf(p, sizeof p, "1e%.0f", v.log10_p);
-    else
-      std::snprintf(p, sizeof p, "%.3g", v.p_value);
-    std::printf("%-13s %s  z = %7.2f  p <= %-9s bit errors %d/%d  %s elements in %d tensor%s\n",
-                v.detected ? "DETECTED" : "not detected", v.did.c_str(), v.z, p, v.bit_errors, v.bits,
-                short_count(v.elements).c_str(), v.tensors, v.tensors == 1 ? "" : "s");
-  }
-}
-
 void register_verify(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<VerifyFlags>();
   CLI::App* cmd = app.add_subcommand("verify", "Verify owners' marks in a checkpoint or dataset (blind)");
@@ -47,38 +21,28 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   add_owner_options(*cmd, f->mark, true, true);
   add_mark_options(*cmd, f->mark);
   cmd->footer(
-      "One verdict per owner: did, detected, z, p_value (a bound on the chance of this score without\n"
-      "the mark), bit_errors, bits, elements, tensors. The file is read once for all owners.\n"
+      "One verdict per owner: did, status (detected, not_detected, no_eligible_data), detected, z,\n"
+      "p_value (a bound on the chance of this score without the mark), bit_errors, bits, elements,\n"
+      "tensors. The file is read once for all owners.\n"
       "Exit codes: 0 the asked DID (--id or --did) is detected, or with a whole registry at least one\n"
-      "registered DID is; 1 not detected; 2 error.");
+      "registered DID is; 1 not detected; 2 error; 3 nothing in the file could carry a mark (no eligible\n"
+      "tensor, no marked cell, no row): not a clean result, just nothing to test.");
   cmd->callback([&g, &action, f] {
     action = [&g, f]() -> int {
       const auto owners = resolve_owners(f->mark);
-      const FormatHandler& h = format_for(f->input, f->mark.format);
-      DIDMARK_EXPECTS(static_cast<bool>(h.verify), unsupported, "format '", h.name, "' cannot verify");
-      VerifyJob job;
-      job.input = f->input;
-      job.owners = owners;
-      job.options = watermark_options(f->mark);
-      job.globals = &g;
-      const std::vector<Verdict> vs = h.verify(job);
+      const FileVerdicts fv = verify_input(f->input, owners, input_options(f->mark), g.backend());
       if (g.json)
-        print_json(verified_file_json(f->input, h.name, vs));
+        print_json(file_verdicts_json(fv));
       else
-        print_verdicts(f->input, h.name, vs);
-      bool any = false;
-      for (const auto& v : vs) any = any || v.detected;
-      return any ? kExitOk : kExitNotDetected;
+        std::cout << file_verdicts_text(fv) << std::flush;
+      bool any = false, all_empty = !fv.verdicts.empty();
+      for (const auto& v : fv.verdicts) {
+        any = any || v.detected;
+        all_empty = all_empty && v.status == VerdictStatus::no_eligible_data;
+      }
+      return any ? kExitOk : all_empty ? kExitNoData : kExitNotDetected;
     };
   });
-
-  // Formats add their own options to embed and verify (registered at order 10, before this).
-  CLI::App* embed = nullptr;
-  for (CLI::App* c : app.get_subcommands([](CLI::App*) { return true; }))
-    if (c->get_name() == "embed") embed = c;
-  if (embed)
-    for (const auto& h : formats())
-      if (h.add_options) h.add_options(*embed, *cmd);
 }
 
 DIDMARK_CLI_COMMAND(11, register_verify);

@@ -29,17 +29,7 @@ int register_commands(int order, Registrar r) {
 }
 
 Backend& Globals::backend() {
-  if (!backend_) {
-    if (device.empty()) {
-      backend_ = make_backend();
-    } else if (device == "cpu") {
-      backend_ = make_backend(Device::cpu);
-    } else if (device == "cuda" || device == "gpu") {
-      backend_ = make_backend(Device::cuda);
-    } else {
-      DIDMARK_THROW(Errc::invalid_argument, "--device '", device, "' is not one of: cpu, cuda");
-    }
-  }
+  if (!backend_) backend_ = make_backend(device, "--device");
   return *backend_;
 }
 

@@ -24,7 +24,51 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f) {
   cmd.add_option("--tensors", f.tensors,
                  "Only tensors whose name matches this ECMAScript regex (searched) take part; use the same "
                  "value to embed and verify");
-  cmd.add_option("--format", f.format, "File format (default: from the file name); see 'didmark formats'");
+  cmd.add_option("--format", f.format, "File format (default: from the file's content and name); see 'didmark formats'");
+  cmd.add_option("--key-column", f.key_column,
+                 "CSV: column(s) whose text identifies a row, comma-separated (default: a column named id, key, "
+                 "uuid, pk or *_id, else the first)");
+  cmd.add_option("--columns", f.columns,
+                 "CSV: columns that may carry the mark, comma-separated (default: every numeric non-key column)");
+  cmd.add_option("--gamma", f.gamma, "CSV: about 1 row in GAMMA carries a mark")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 30));
+  cmd.add_option("--bits", f.bits, "CSV: the mark sits in one of the BITS lowest bits of a number's last digits")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, kMaxTableBits));
+  cmd.add_option("--ids", f.ids,
+                 ".npy arrays: a .npy of N integer row identities (keeps subsets and shuffles verifiable; default: "
+                 "the sidecar X.ids.npy beside X.npy)");
+  cmd.add_flag("--fixed-order", f.fixed_order,
+               ".npy arrays: use the row index as the identity (only when rows are never reordered or dropped)");
+}
+
+namespace {
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const std::size_t end = std::min(s.find(',', start), s.size());
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+}  // namespace
+
+InputOptions input_options(const MarkFlags& f) {
+  InputOptions o;
+  o.format = f.format;
+  o.watermark = watermark_options(f);
+  o.table.key_columns = split_names(f.key_column);
+  o.table.columns = split_names(f.columns);
+  o.table.gamma = f.gamma;
+  o.table.bits = f.bits;
+  o.table.p_threshold = f.p_threshold;
+  o.array.p_threshold = f.p_threshold;
+  o.ids = f.ids;
+  o.fixed_order = f.fixed_order;
+  return o;
 }
 
 void add_owner_options(CLI::App& cmd, MarkFlags& f, bool with_id, bool with_registry) {
@@ -47,10 +91,7 @@ WatermarkOptions watermark_options(const MarkFlags& f) {
   return o;
 }
 
-Owner owner_from_identity(const std::string& id_file) {
-  const Identity ident = load_identity(id_file);
-  return Owner{ident.did(), ident.watermark_key(), did_codeword(ident.did())};
-}
+Owner owner_from_identity(const std::string& id_file) { return owner_of(load_identity(id_file)); }
 
 std::vector<Owner> resolve_owners(const MarkFlags& f) {
   DIDMARK_EXPECTS(f.id_file.empty() || f.registry.empty(), invalid_argument,
@@ -61,31 +102,7 @@ std::vector<Owner> resolve_owners(const MarkFlags& f) {
     return {owner_from_identity(f.id_file)};
   }
   DIDMARK_EXPECTS(!f.registry.empty(), invalid_argument, "say whose mark: --id IDFILE or --registry REG.jsonl");
-  std::vector<Owner> out;
-  for (const auto& e : load_registry(f.registry))
-    if (f.did.empty() || e.did == f.did) out.push_back(Owner{e.did, e.key, did_codeword(e.did)});
-  DIDMARK_EXPECTS(f.did.empty() || !out.empty(), not_found, "DID '", f.did, "' is not in registry '", f.registry,
-                  "'");
-  DIDMARK_EXPECTS(!out.empty(), invalid_argument, "registry '", f.registry, "' has no entries");
-  return out;
-}
-
-Verdict verdict_of(const Owner& o, const VerifyReport& r) {
-  Verdict v = verdict_base(o.did, r);
-  v.elements = r.elements;
-  v.tensors = r.tensors;
-  v.extra = {{"scheme", std::string(scheme_name(r.scheme))}, {"seconds", r.seconds}};
-  return v;
-}
-
-nlohmann::json verified_file_json(const std::string& path, const std::string& format,
-                                  const std::vector<Verdict>& verdicts) {
-  nlohmann::json detected = nlohmann::json::array(), all = nlohmann::json::array();
-  for (const auto& v : verdicts) {
-    if (v.detected) detected.push_back(v.did);
-    all.push_back(to_json(v));
-  }
-  return {{"path", path}, {"format", format}, {"detected", detected}, {"verdicts", all}};
+  return owners_of(load_registry(f.registry), f.did, "registry '" + f.registry + "'");
 }
 
 }  // namespace didmark::cli

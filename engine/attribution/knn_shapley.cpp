@@ -9,6 +9,7 @@
 #include "backend/attribution_ops.hpp"
 #include "attribution/inputs.hpp"
 #include "didmark/attribution.hpp"
+#include "didmark/detail/hash.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark {
@@ -33,7 +34,7 @@ std::vector<int32_t> canonical_rows(const void* x, int64_t n, std::size_t row_by
       a = (a ^ w0) * 0xFF51AFD7ED558CCDull;
       b = (b ^ w1) * 0xC4CEB9FE1A85EC53ull;
     }
-    for (; i < row_bytes; ++i) a = (a ^ row[i]) * 0x100000001B3ull;
+    a = detail::fnv1a_update(a, reinterpret_cast<const char*>(row + i), row_bytes - i);
     const uint64_t hv = (a ^ (b >> 29)) * 0x9E3779B97F4A7C15ull;
     h[static_cast<std::size_t>(j)] = {hv ^ (hv >> 32), static_cast<int32_t>(j)};
   }

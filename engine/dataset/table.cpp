@@ -7,6 +7,7 @@
 #include "backend/dataset_ops.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/dataset.hpp"
+#include "common/strings.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark {
@@ -20,15 +21,7 @@ constexpr uint64_t kMaxMantissa = 999'999'999'999'999'999ull;  // 18 digits
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string lower(std::string s) {
-  for (auto& ch : s)
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-  return s;
-}
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string column_list(const CsvTable& t) {
   std::string s;
@@ -135,8 +128,8 @@ TableColumns resolve_table_columns(const CsvTable& t, const TableOptions& o) {
   if (o.key_columns.empty()) {
     int pick = 0;
     for (int i = 0; i < t.columns(); ++i) {
-      const std::string h = lower(t.header()[static_cast<std::size_t>(i)]);
-      if (h == "id" || h == "key" || h == "uuid" || h == "pk" || ends_with(h, "_id") || ends_with(h, " id")) {
+      const std::string h = detail::ascii_lower(t.header()[static_cast<std::size_t>(i)]);
+      if (h == "id" || h == "key" || h == "uuid" || h == "pk" || h.ends_with("_id") || h.ends_with(" id")) {
         pick = i;
         break;
       }

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "common/atomic_file.hpp"
+#include "common/strings.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/mapped_output.hpp"
@@ -24,20 +25,14 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::vector<fs::path> index_files_in(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_regular_file() && ends_with(lower(e.path().filename().string()), kIndexSuffix)) out.push_back(e.path());
+    if (e.is_regular_file() && detail::ascii_lower(e.path().filename().string()).ends_with(kIndexSuffix))
+      out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -180,11 +175,11 @@ std::optional<CheckpointFormat> guess_checkpoint_format(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec))
     return index_files_in(path).empty() ? std::nullopt : std::optional(CheckpointFormat::safetensors_sharded);
-  const std::string name = lower(path.filename().string());
-  if (ends_with(name, kIndexSuffix)) return CheckpointFormat::safetensors_sharded;
-  if (ends_with(name, ".safetensors")) return CheckpointFormat::safetensors;
-  if (ends_with(name, ".pt") || ends_with(name, ".pth") || ends_with(name, ".bin")) return CheckpointFormat::torch;
-  if (ends_with(name, ".npy")) return CheckpointFormat::npy;
+  const std::string name = detail::ascii_lower(path.filename().string());
+  if (name.ends_with(kIndexSuffix)) return CheckpointFormat::safetensors_sharded;
+  if (name.ends_with(".safetensors")) return CheckpointFormat::safetensors;
+  if (name.ends_with(".pt") || name.ends_with(".pth") || name.ends_with(".bin")) return CheckpointFormat::torch;
+  if (name.ends_with(".npy")) return CheckpointFormat::npy;
   return std::nullopt;
 }
 
@@ -261,6 +256,16 @@ CheckpointReader CheckpointReader::open(const fs::path& path_in, CheckpointForma
   return CheckpointReader(std::move(m));
 }
 
+CheckpointReader CheckpointReader::from_safetensors_bytes(std::string bytes, std::string_view name) {
+  auto m = std::make_unique<Impl>();
+  m->format = CheckpointFormat::safetensors;
+  m->bytes = bytes.size();
+  m->safetensors.push_back(std::make_unique<SafetensorsFile>(MappedFile::in_memory(std::move(bytes), fs::path(name))));
+  m->files.push_back(fs::path(name));
+  for (const auto& t : m->safetensors.back()->tensors()) m->add(t);
+  return CheckpointReader(std::move(m));
+}
+
 CheckpointFormat CheckpointReader::format() const noexcept { return impl_->format; }
 std::span<const NamedTensor> CheckpointReader::tensors() const noexcept { return impl_->tensors; }
 const std::vector<std::pair<std::string, std::string>>& CheckpointReader::withheld() const noexcept {
@@ -278,8 +283,13 @@ std::vector<VerifyReport> verify_checkpoint(const fs::path& input, CheckpointFor
                                             std::span<const Claim> claims, const WatermarkOptions& options,
                                             Backend& backend) {
   const CheckpointReader r = CheckpointReader::open(input, format);
+  return verify_checkpoint(r, claims, options, backend);
+}
+
+std::vector<VerifyReport> verify_checkpoint(const CheckpointReader& r, std::span<const Claim> claims,
+                                            const WatermarkOptions& options, Backend& backend) {
   r.advise_sequential();
-  return verify_many(r.tensors(), claims, adjusted(options, format), backend);
+  return verify_many(r.tensors(), claims, adjusted(options, r.format()), backend);
 }
 
 // ---- embedding -------------------------------------------------------------------------
@@ -310,7 +320,7 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
                                     const Payload& payload, const WatermarkOptions& o, bool overwrite,
                                     Backend& backend) {
   Sharded s = open_sharded(in);
-  const bool out_is_index = ends_with(lower(out.filename().string()), kIndexSuffix);
+  const bool out_is_index = detail::ascii_lower(out.filename().string()).ends_with(kIndexSuffix);
   const fs::path dir = out_is_index ? (out.has_parent_path() ? out.parent_path() : fs::path(".")) : out;
   const fs::path index_out = dir / (out_is_index ? out.filename() : in.filename());
   std::error_code ec;

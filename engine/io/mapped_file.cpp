@@ -41,12 +41,21 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   ::close(fd);
 }
 
+std::shared_ptr<MappedFile> MappedFile::in_memory(std::string bytes, std::filesystem::path name) {
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = std::move(name);
+  f->owned_ = std::move(bytes);
+  f->size_ = f->owned_.size();
+  f->data_ = f->size_ ? reinterpret_cast<unsigned char*>(f->owned_.data()) : nullptr;
+  return f;
+}
+
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(data_, size_);
+  if (data_ && owned_.empty()) ::munmap(data_, size_);
 }
 
 void MappedFile::advise_sequential() const noexcept {
-  if (data_) {
+  if (data_ && owned_.empty()) {
     ::madvise(data_, size_, MADV_SEQUENTIAL);
     ::madvise(data_, size_, MADV_WILLNEED);
   }

@@ -54,8 +54,11 @@ std::string header_bytes_for(std::vector<SafetensorsTensorInfo>& layout,
 
 // ---- reading ---------------------------------------------------------------------------
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(std::make_shared<MappedFile>(path)) {
-  header_ = parse_safetensors_header(std::span(file_->data(), file_->size()), path.string());
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : SafetensorsFile(std::make_shared<MappedFile>(path)) {}
+
+SafetensorsFile::SafetensorsFile(std::shared_ptr<MappedFile> file) : file_(std::move(file)) {
+  header_ = parse_safetensors_header(std::span(file_->data(), file_->size()), file_->path().string());
 }
 
 std::span<const unsigned char> SafetensorsFile::header_bytes() const noexcept {

@@ -8,6 +8,7 @@
 #include "common/thread_pool.hpp"
 #include "didmark/checkpoint.hpp"
 #include "didmark/detail/half.hpp"
+#include "didmark/detail/hash.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 
@@ -26,12 +27,6 @@ uint64_t splitmix64(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
 }
 
 // Approximately N(0, 1): Irwin-Hall sum of four 16-bit uniforms from one hash, rescaled.
@@ -175,7 +170,7 @@ SyntheticCheckpointReport write_synthetic_checkpoint(const fs::path& path, const
     SafetensorsWriter w(file, std::move(entries), metadata, o.overwrite);
     for (const auto& info : w.header().tensors) {
       const Spec* s = *std::find_if(mine.begin(), mine.end(), [&](const Spec* x) { return x->entry.name == info.name; });
-      const uint64_t seed = splitmix64(o.seed ^ fnv1a(info.name));
+      const uint64_t seed = splitmix64(o.seed ^ detail::fnv1a64(info.name));
       fill(w.view(info), *s, seed, pool);
     }
     w.commit();

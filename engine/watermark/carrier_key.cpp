@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "didmark/detail/hash.hpp"
 #include "didmark/error.hpp"
 #include "didmark/watermark.hpp"
 
@@ -15,14 +16,6 @@ int hex_value(char c) {
   return -1;
 }
 
-uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001B3ull;
-  }
-  return h;
-}
 
 std::array<uint32_t, 8> key_words(const WatermarkKey& key) {
   std::array<uint32_t, 8> k{};
@@ -119,7 +112,7 @@ void WatermarkOptions::set_strength(double s) noexcept {
 }
 
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view name, uint32_t num_bits) {
-  return derive(key, fnv1a64(name), 0u, num_bits);
+  return derive(key, detail::fnv1a64(name), 0u, num_bits);
 }
 
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, uint64_t stream_id, uint32_t num_bits) {

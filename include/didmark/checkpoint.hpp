@@ -57,6 +57,9 @@ class CheckpointReader {
  public:
   /// Open and validate (header checks, shard consistency). Errors name the file.
   static CheckpointReader open(const std::filesystem::path& path, CheckpointFormat format);
+  /// A safetensors file held in memory (e.g. a request's inline bytes); `name` stands for it
+  /// in messages. Validated like a file.
+  static CheckpointReader from_safetensors_bytes(std::string bytes, std::string_view name);
 
   CheckpointReader(CheckpointReader&&) noexcept;
   CheckpointReader& operator=(CheckpointReader&&) noexcept;
@@ -117,6 +120,9 @@ CheckpointEmbedReport embed_checkpoint(const std::filesystem::path& input, const
 std::vector<VerifyReport> verify_checkpoint(const std::filesystem::path& input, CheckpointFormat format,
                                             std::span<const Claim> claims, const WatermarkOptions& options,
                                             Backend& backend = default_backend());
+/// The same over an open checkpoint (with the eligibility its format implies).
+std::vector<VerifyReport> verify_checkpoint(const CheckpointReader& reader, std::span<const Claim> claims,
+                                            const WatermarkOptions& options, Backend& backend = default_backend());
 
 /// A synthetic transformer-shaped checkpoint for demos, tests and benchmarks.
 struct SyntheticCheckpointOptions {

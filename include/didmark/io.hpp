@@ -26,6 +26,9 @@ class MappedFile {
  public:
   /// Errc::not_found when missing, Errc::io_error when unreadable.
   explicit MappedFile(const std::filesystem::path& path);
+  /// Bytes already in memory, read through the same interface (a request's inline file);
+  /// `name` stands for the file in messages.
+  static std::shared_ptr<MappedFile> in_memory(std::string bytes, std::filesystem::path name);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -37,9 +40,11 @@ class MappedFile {
   void advise_sequential() const noexcept;
 
  private:
+  MappedFile() = default;
   std::filesystem::path path_;
   unsigned char* data_ = nullptr;
   std::size_t size_ = 0;
+  std::string owned_;  ///< in_memory(): the bytes (nothing mapped)
 };
 
 /// A .npy array (format versions 1.0, 2.0, 3.0), memory-mapped.
@@ -128,6 +133,8 @@ class SafetensorsFile {
  public:
   /// Map and validate; errors name the file (Errc::not_found, io_error, corrupt_input).
   explicit SafetensorsFile(const std::filesystem::path& path);
+  /// Validate a file already mapped or held in memory (MappedFile::in_memory).
+  explicit SafetensorsFile(std::shared_ptr<MappedFile> file);
 
   const std::filesystem::path& path() const noexcept { return file_->path(); }
   const SafetensorsHeader& header() const noexcept { return header_; }

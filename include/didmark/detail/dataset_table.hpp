@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "didmark/detail/config.hpp"
+#include "didmark/detail/hash.hpp"
 #include "didmark/detail/philox.hpp"
 
 namespace didmark::dataset {
@@ -38,26 +39,15 @@ DIDMARK_HD DIDMARK_FORCEINLINE uint32_t slot_low_bit(uint32_t s) { return (s >> 
 DIDMARK_HD DIDMARK_FORCEINLINE uint32_t slot_mask(uint32_t s) { return (s >> 16) & 1u; }
 DIDMARK_HD DIDMARK_FORCEINLINE uint32_t slot_column(uint32_t s) { return (s >> 17) & 0xFFu; }
 
-DIDMARK_HD DIDMARK_FORCEINLINE uint64_t fmix64(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xFF51AFD7ED558CCDull;
-  k ^= k >> 33;
-  k *= 0xC4CEB9FE1A85EC53ull;
-  k ^= k >> 33;
-  return k;
-}
+using detail::fmix64;
 
 /// FNV-1a over bytes, continued from h (start with kIdentitySeed).
-inline constexpr uint64_t kIdentitySeed = 0xCBF29CE484222325ull;
+inline constexpr uint64_t kIdentitySeed = detail::kFnv1aSeed;
 DIDMARK_HD DIDMARK_FORCEINLINE uint64_t identity_update(uint64_t h, const char* p, uint64_t n) {
-  for (uint64_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(p[i]);
-    h *= 0x100000001B3ull;
-  }
-  return h;
+  return detail::fnv1a_update(h, p, n);
 }
 /// Separator between key columns (ASCII unit separator), so ("ab","c") != ("a","bc").
-DIDMARK_HD DIDMARK_FORCEINLINE uint64_t identity_separator(uint64_t h) { return (h ^ 0x1Fu) * 0x100000001B3ull; }
+DIDMARK_HD DIDMARK_FORCEINLINE uint64_t identity_separator(uint64_t h) { return (h ^ 0x1Fu) * detail::kFnv1aPrime; }
 DIDMARK_HD DIDMARK_FORCEINLINE uint64_t identity_finish(uint64_t h) { return fmix64(h); }
 
 DIDMARK_HD DIDMARK_FORCEINLINE detail::u32x4 table_random(const TableSpec& s, uint64_t id, uint32_t second) {

@@ -1,0 +1,99 @@
+// embed_input: one embedding entry point for every kind of input and every edge.
+#include <cstdio>
+
+#include "didmark/error.hpp"
+#include "didmark/inputs.hpp"
+#include "didmark/io.hpp"
+#include "inputs/inputs_detail.hpp"
+
+namespace didmark {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fixed(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// Checks every format shares: never the input, never an existing file without overwrite.
+// (A folder output is for sharded checkpoints: their writer checks the files inside.)
+void check_output(const fs::path& in, const fs::path& out, bool overwrite) {
+  std::error_code ec;
+  DIDMARK_EXPECTS(fs::exists(in, ec), not_found, "'", in.string(), "' does not exist");
+  if (!fs::exists(out, ec)) return;
+  DIDMARK_EXPECTS(!fs::equivalent(in, out, ec), invalid_argument, "output '", out.string(), "' is the input '",
+                  in.string(), "': write the marked copy to a new file");
+  DIDMARK_EXPECTS(overwrite || fs::is_directory(out, ec), invalid_argument, "output '", out.string(),
+                  "' already exists (use --force to overwrite)");
+}
+
+void embed_checkpoint_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+                           InputEmbedReport& r) {
+  r.checkpoint = embed_checkpoint(r.input, r.output, r.format.checkpoint, owner.key, owner.payload, o.watermark,
+                                  {overwrite}, backend);
+  r.outputs = r.checkpoint->outputs;
+  const EmbedReport& e = r.checkpoint->report;
+  const double need = hoeffding_z_threshold(o.watermark.p_threshold);
+  if (e.scheme == Scheme::spread_spectrum && e.expected_z < need)
+    r.warnings.push_back("expected z " + fixed("%.1f", e.expected_z) + " is below the detection threshold " +
+                         fixed("%.2f", need) + ": too few elements at this strength for a claim at p <= " +
+                         fixed("%.0e", o.watermark.p_threshold));
+}
+
+void embed_table_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+                      InputEmbedReport& r) {
+  DIDMARK_EXPECTS(!o.watermark.strength, invalid_argument,
+                  "--strength does not apply to CSV tables (they change one low-order bit per marked cell; use "
+                  "--gamma and --bits)");
+  const CsvTable table = CsvTable::read(r.input);
+  TableOptions to = o.table;
+  to.p_threshold = o.watermark.p_threshold;
+  TableMark m = embed_table(table, owner.key, owner.payload, to, backend);
+  table.write(r.output, m.edits, overwrite);
+  r.outputs.push_back(r.output);
+  r.table = std::move(m.report);
+}
+
+void embed_array_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+                      InputEmbedReport& r) {
+  DIDMARK_EXPECTS(o.watermark.scheme == Scheme::spread_spectrum, unsupported,
+                  "arrays are marked with spread spectrum only (drop --scheme ", scheme_name(o.watermark.scheme), ")");
+  ArrayOptions ao = o.array;
+  ao.strength = o.watermark.strength.value_or(o.array.strength);
+  ao.p_threshold = o.watermark.p_threshold;
+  const NpyArray a = read_npy(r.input);
+  const TensorView src = inputs_detail::array_view(a, r.input);
+  const auto ids_path = array_ids_path(r.input, o);
+  const auto ids = inputs_detail::row_ids(r.input, src.shape[0], o);
+  std::vector<unsigned char> buf(src.nbytes() + 1);
+  TensorView dst = src;
+  dst.data = buf.data();
+  ArrayEmbedReport rep = embed_array(src, dst, ids, owner.key, owner.payload, ao, backend);
+  DIDMARK_EXPECTS(rep.within_budget, invalid_argument, "the mark would bring a row's cosine similarity to ",
+                  rep.min_cosine, ", below ", ao.min_cosine, "; lower --strength (now ", ao.strength, ")");
+  write_npy(r.output, dst, overwrite);
+  r.outputs.push_back(r.output);
+  r.row_identity = ids_path ? "ids from " + ids_path->string() : "row index (--fixed-order)";
+  r.array = std::move(rep);
+}
+
+}  // namespace
+
+InputEmbedReport embed_input(const fs::path& input, const fs::path& output, const Owner& owner,
+                             const InputOptions& options, const InputWriteOptions& write, Backend& backend) {
+  check_output(input, output, write.overwrite);
+  InputEmbedReport r;
+  r.input = input;
+  r.output = output;
+  r.format = classify_input(input, options.format);
+  switch (r.format.kind) {
+    case InputKind::checkpoint: embed_checkpoint_file(owner, options, write.overwrite, backend, r); break;
+    case InputKind::table: embed_table_file(owner, options, write.overwrite, backend, r); break;
+    case InputKind::array: embed_array_file(owner, options, write.overwrite, backend, r); break;
+  }
+  return r;
+}
+
+}  // namespace didmark

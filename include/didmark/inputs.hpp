@@ -1,0 +1,223 @@
+#pragma once
+/// \file inputs.hpp
+/// Any input file, decided once for every edge (the CLI, the gRPC server, Python).
+///
+/// The library decides what a file is (classify_input: by its content first, then its
+/// name), how it is marked (embed_input) and how owners' marks are looked for in it
+/// (verify_input), and it walks many files against many owners (scan_inputs). The edges only
+/// translate these structs into their own words: text and JSON, protobuf, Python dicts.
+///
+/// Example:
+/// \code
+///   const auto owners = didmark::owners_of(didmark::load_registry("registry.jsonl"));
+///   didmark::InputOptions o;  // defaults: every scheme's default, row ids from a sidecar
+///   auto fv = didmark::verify_input("upload.safetensors", owners, o);
+///   for (const auto& v : fv.verdicts) if (v.detected) ...
+/// \endcode
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "didmark/backend.hpp"
+#include "didmark/checkpoint.hpp"
+#include "didmark/dataset.hpp"
+#include "didmark/identity.hpp"
+#include "didmark/watermark.hpp"
+
+namespace didmark {
+
+// ---- What a file is ------------------------------------------------------------------------
+
+/// The three kinds of marked data.
+enum class InputKind : uint8_t {
+  checkpoint,  ///< named weight tensors (safetensors, PyTorch, a single .npy weight array)
+  table,       ///< a CSV table
+  array,       ///< an N x D row-keyed .npy array (embeddings, features)
+};
+/// "checkpoint", "table", "array".
+std::string_view input_kind_name(InputKind k) noexcept;
+
+/// A file format of embed, verify and scan.
+struct InputFormat {
+  std::string name;  ///< "safetensors", "pt", "npy", "npy-tensor", "csv" (the --format values)
+  InputKind kind = InputKind::checkpoint;
+  /// For checkpoints: the reader. A sharded safetensors checkpoint keeps the name
+  /// "safetensors" with checkpoint == safetensors_sharded.
+  CheckpointFormat checkpoint = CheckpointFormat::safetensors;
+  std::vector<std::string> extensions;  ///< lower case, with the dot
+  std::string description;              ///< one line for --help and `didmark formats`
+};
+
+/// Every format, in the order `didmark formats` lists them.
+const std::vector<InputFormat>& input_formats();
+
+/// What `path` holds. With `forced` (a format name) that format, checked against the file
+/// where it can be; else by content — the .npy magic, a zip container (PyTorch), a
+/// safetensors header (8-byte length then '{') — then by name (.csv, a
+/// *.safetensors.index.json or a folder holding one). A .npy holding an N x D array is a
+/// dataset array; "npy-tensor" (forced only) reads it as one weight tensor.
+/// Errc::unsupported naming the known formats when nothing fits; Errc::not_found when the
+/// path does not exist. Only regular files and folders are opened (never a FIFO or device).
+InputFormat classify_input(const std::filesystem::path& path, std::string_view forced = {});
+
+/// The other files a multi-file input stands for (the shards of a sharded checkpoint);
+/// empty for single files. `didmark scan` lists them only through the input.
+std::vector<std::filesystem::path> input_parts(const std::filesystem::path& path, const InputFormat& format);
+
+// ---- Whose mark ----------------------------------------------------------------------------
+
+/// An owner whose mark is embedded or looked for.
+struct Owner {
+  std::string did;
+  WatermarkKey key;
+  Payload payload;  ///< did_codeword(did)
+};
+
+/// The owner of an identity: its DID, watermark key and DID codeword.
+Owner owner_of(const Identity& id);
+/// The owners of registry entries, all of them or only `did` (Errc::not_found when a named
+/// DID is absent, Errc::invalid_argument when the registry is empty). `source` names the
+/// registry in messages.
+std::vector<Owner> owners_of(std::span<const RegistryEntry> entries, std::string_view did = {},
+                             std::string_view source = "the registry");
+
+// ---- Options -----------------------------------------------------------------------------
+
+/// How inputs of every kind are marked and verified. One struct for all kinds, so an edge
+/// fills it from its flags once; each kind reads the part that applies to it.
+struct InputOptions {
+  /// A format name (see input_formats()); empty: classify_input decides.
+  std::string format;
+  /// Checkpoints: scheme, strength, tensor selection, change budget. p_threshold applies to
+  /// every kind. Arrays take `watermark.strength` when it is set (else array.strength);
+  /// tables refuse a strength (they change one low-order bit per marked cell).
+  WatermarkOptions watermark;
+  /// Tables: key columns, mark columns, gamma, bits.
+  TableOptions table;
+  /// Arrays: strength and cosine budget (p_threshold comes from `watermark`).
+  ArrayOptions array;
+  /// Arrays: a .npy of one integer id per row. Empty: the sidecar `<stem>.ids.npy` beside the
+  /// array when it exists, else `fixed_order` must be set.
+  std::filesystem::path ids;
+  /// Arrays: the row index is the identity (only when rows are never reordered or dropped).
+  bool fixed_order = false;
+};
+
+/// Where the row identities of array `path` come from under `o`: the --ids file, the
+/// sidecar, or nullopt for the row index (fixed order). Errc::invalid_argument with the
+/// ways to give them when there are none.
+std::optional<std::filesystem::path> array_ids_path(const std::filesystem::path& path, const InputOptions& o);
+
+// ---- Verification ----------------------------------------------------------------------------
+
+enum class VerdictStatus : uint8_t {
+  detected,          ///< p-value at or below the threshold
+  not_detected,      ///< data was tested and the mark is not there
+  no_eligible_data,  ///< nothing could be tested (no eligible tensor, no marked cell, no row)
+};
+/// "detected", "not_detected", "no_eligible_data".
+std::string_view verdict_status_name(VerdictStatus s) noexcept;
+
+/// One owner's verdict on one input. The fields every kind shares come first; the report of
+/// the input's own kind (exactly one is set) carries the rest.
+struct Verdict {
+  std::string did;
+  VerdictStatus status = VerdictStatus::not_detected;
+  bool detected = false;  ///< status == detected
+  double z = 0;
+  double p_value = 1;
+  double log10_p = 0;
+  int bit_errors = 0;
+  int bits = 0;
+  /// Checkpoints: elements tested; tables: marked rows; arrays: rows x dim.
+  int64_t elements = 0;
+  /// Checkpoints: tensors tested; tables: mark columns; arrays: 1.
+  int tensors = 0;
+  Scheme scheme = Scheme::spread_spectrum;
+  double seconds = 0;
+
+  std::optional<VerifyReport> weights;
+  std::optional<TableVerifyReport> table;
+  std::optional<ArrayVerifyReport> array;
+};
+
+/// The verdicts of one input, one per owner in the owners' order.
+struct FileVerdicts {
+  std::filesystem::path path;
+  InputFormat format;
+  std::vector<Verdict> verdicts;
+  /// Things a reader of the verdicts should know (e.g. a key column full of duplicates).
+  std::vector<std::string> warnings;
+  uint64_t bytes = 0;  ///< bytes of the files read
+  double seconds = 0;
+};
+
+/// Verify every owner's mark in `path`, reading it once for all of them.
+FileVerdicts verify_input(const std::filesystem::path& path, std::span<const Owner> owners, const InputOptions& options,
+                          Backend& backend = default_backend());
+
+/// The same for a safetensors file held in memory (e.g. sent inline to the server); `name`
+/// stands for the file in messages.
+FileVerdicts verify_safetensors_bytes(std::string bytes, std::string_view name, std::span<const Owner> owners,
+                                      const InputOptions& options, Backend& backend = default_backend());
+
+// ---- Embedding -------------------------------------------------------------------------------
+
+struct InputWriteOptions {
+  bool overwrite = false;  ///< replace an existing output (never the input)
+};
+
+/// What embed_input did: the report of the input's kind (exactly one is set).
+struct InputEmbedReport {
+  InputFormat format;
+  std::filesystem::path input, output;
+  std::vector<std::filesystem::path> outputs;  ///< files written (a sharded index last)
+  std::optional<CheckpointEmbedReport> checkpoint;
+  std::optional<TableEmbedReport> table;
+  std::optional<ArrayEmbedReport> array;
+  /// Arrays: where the row identities came from ("ids from F", "row index (--fixed-order)").
+  std::string row_identity;
+  std::vector<std::string> warnings;
+};
+
+/// Mark `input` into a new `output` for `owner`, atomically; the input is only read.
+/// Refused (nothing written): an output that is the input or exists without overwrite, an
+/// input with nothing to mark, a change over the budget.
+InputEmbedReport embed_input(const std::filesystem::path& input, const std::filesystem::path& output,
+                             const Owner& owner, const InputOptions& options, const InputWriteOptions& write = {},
+                             Backend& backend = default_backend());
+
+// ---- Many files against many owners ---------------------------------------------------------
+
+/// One file of a scan.
+struct ScanItem {
+  std::size_t index = 0;  ///< position in path order
+  std::size_t total = 0;  ///< files in the scan
+  std::filesystem::path path;
+  std::optional<FileVerdicts> verdicts;  ///< set when the file was verified
+  std::string error_code;                ///< errc name when it could not be (then verdicts is empty)
+  std::string error_message;
+};
+
+struct ScanOptions {
+  int jobs = 1;  ///< files verified at once (the backend is shared by the workers)
+  /// Polled between files: true stops the scan (files not started are not reported).
+  std::function<bool()> cancelled;
+};
+
+/// Verify every file named by `paths` (folders walked as collect_inputs does, with
+/// classify_input deciding what is an input and input_parts hiding the shards of a sharded
+/// checkpoint) against every owner. `on_item` is called once per file, in path order, never
+/// from two threads at once; returning false stops the scan. A file that cannot be read is
+/// reported in its item and the scan goes on. Returns the number of files listed.
+std::size_t scan_inputs(std::span<const std::string> paths, std::span<const Owner> owners, const InputOptions& options,
+                        const ScanOptions& scan, Backend& backend, const std::function<bool(ScanItem&&)>& on_item);
+
+}  // namespace didmark
