@@ -37,7 +37,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       const InputEmbedReport r =
           embed_input(f->input, f->output, owner, input_options(f->mark), {f->force}, g.backend());
       if (g.json)
-        print_json(embed_json(r, owner));
+        print_json(as_json(embed_report_json(r, owner)));
       else
         std::cout << embed_text(r, owner) << std::flush;
       return kExitOk;

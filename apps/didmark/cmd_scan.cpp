@@ -51,7 +51,7 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
         if (!progress) progress.emplace(g, "scan", static_cast<int64_t>(it.total));
         nlohmann::json line;
         if (it.verdicts) {
-          line = file_verdicts_json(*it.verdicts);
+          line = as_json(file_verdicts_json(*it.verdicts));
           line["seconds"] = it.verdicts->seconds;
           detected_files += line["detected"].empty() ? 0 : 1;
         } else {

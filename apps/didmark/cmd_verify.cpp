@@ -32,7 +32,7 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       const auto owners = resolve_owners(f->mark);
       const FileVerdicts fv = verify_input(f->input, owners, input_options(f->mark), g.backend());
       if (g.json)
-        print_json(file_verdicts_json(fv));
+        print_json(as_json(file_verdicts_json(fv)));
       else
         std::cout << file_verdicts_text(fv) << std::flush;
       bool any = false, all_empty = !fv.verdicts.empty();

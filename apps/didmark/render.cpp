@@ -25,50 +25,8 @@ std::string short_count(int64_t n) {
   return buf;
 }
 
-nlohmann::json strings(const std::vector<std::string>& v) {
-  nlohmann::json a = nlohmann::json::array();
-  for (const auto& s : v) a.push_back(s);
-  return a;
-}
 
-// ---- embed, per kind -------------------------------------------------------------------------
 
-nlohmann::json checkpoint_embed_json(const InputEmbedReport& in, const Owner& owner) {
-  const CheckpointEmbedReport& r = *in.checkpoint;
-  const EmbedReport& e = r.report;
-  nlohmann::json tensors = nlohmann::json::array();
-  for (const auto& t : e.tensors) {
-    nlohmann::json j{{"name", t.name}, {"dtype", std::string(dtype_name(t.dtype))}, {"elements", t.elements}, {"marked", t.used}};
-    if (t.used)
-      j["relative_change"] = t.relative_change;
-    else
-      j["skip_reason"] = t.skip_reason;
-    tensors.push_back(std::move(j));
-  }
-  nlohmann::json withheld = nlohmann::json::array();
-  for (const auto& [name, why] : r.withheld) withheld.push_back({{"name", name}, {"reason", why}});
-  nlohmann::json outputs = nlohmann::json::array();
-  for (const auto& o : r.outputs) outputs.push_back(o.string());
-  return {{"input", in.input.string()},
-          {"output", in.output.string()},
-          {"outputs", outputs},
-          {"format", std::string(checkpoint_format_name(r.format))},
-          {"did", owner.did},
-          {"scheme", std::string(scheme_name(e.scheme))},
-          {"strength", e.strength},
-          {"tensors", tensors},
-          {"withheld", withheld},
-          {"tensors_total", e.tensors.size() + r.withheld.size()},
-          {"tensors_marked", e.tensors_marked},
-          {"elements_marked", e.elements_marked},
-          {"relative_change", e.relative_change},
-          {"max_tensor_change", e.max_tensor_change},
-          {"within_budget", e.within_budget},
-          {"expected_z", e.expected_z},
-          {"bytes", r.bytes_read},
-          {"seconds", e.seconds},
-          {"backend", e.backend}};
-}
 
 std::string checkpoint_embed_text(const InputEmbedReport& in, const Owner& owner) {
   const CheckpointEmbedReport& r = *in.checkpoint;
@@ -108,30 +66,6 @@ std::string checkpoint_embed_text(const InputEmbedReport& in, const Owner& owner
   return s.str();
 }
 
-nlohmann::json table_embed_json(const InputEmbedReport& in, const Owner& owner) {
-  const TableEmbedReport& r = *in.table;
-  return {{"format", "csv"},
-          {"input", in.input.string()},
-          {"output", in.output.string()},
-          {"did", owner.did},
-          {"rows", r.rows},
-          {"rows_selected", r.rows_selected},
-          {"elements_marked", r.cells_marked},
-          {"cells_marked", r.cells_marked},
-          {"cells_changed", r.cells_changed},
-          {"cells_skipped", r.cells_skipped},
-          {"tensors_marked", static_cast<int>(r.columns.size())},
-          {"key_columns", r.key_columns},
-          {"columns", r.columns},
-          {"gamma", r.gamma},
-          {"bits", r.bits},
-          {"mean_abs_change_units", r.mean_abs_change_units},
-          {"relative_change", r.mean_relative_change},
-          {"max_relative_change", r.max_relative_change},
-          {"within_budget", true},
-          {"backend", r.backend},
-          {"seconds", r.seconds}};
-}
 
 std::string table_embed_text(const InputEmbedReport& in, const Owner& owner) {
   const TableEmbedReport& r = *in.table;
@@ -147,30 +81,6 @@ std::string table_embed_text(const InputEmbedReport& in, const Owner& owner) {
   return t.str();
 }
 
-nlohmann::json array_embed_json(const InputEmbedReport& in, const Owner& owner) {
-  const ArrayEmbedReport& r = *in.array;
-  return {{"format", "npy"},
-          {"input", in.input.string()},
-          {"output", in.output.string()},
-          {"did", owner.did},
-          {"rows", r.rows},
-          {"dim", r.dim},
-          {"rows_marked", r.rows_marked},
-          {"rows_skipped", r.rows_skipped},
-          {"elements_marked", r.rows_marked * r.dim},
-          {"tensors_marked", 1},
-          {"strength", r.strength},
-          {"relative_change", r.relative_change},
-          {"mean_row_change", r.mean_row_change},
-          {"max_row_change", r.max_row_change},
-          {"min_cosine", r.min_cosine},
-          {"mean_cosine", r.mean_cosine},
-          {"within_budget", r.within_budget},
-          {"expected_z", r.expected_z},
-          {"row_identity", in.row_identity},
-          {"backend", r.backend},
-          {"seconds", r.seconds}};
-}
 
 std::string array_embed_text(const InputEmbedReport& in, const Owner& owner) {
   const ArrayEmbedReport& r = *in.array;
@@ -188,51 +98,7 @@ std::string array_embed_text(const InputEmbedReport& in, const Owner& owner) {
 
 }  // namespace
 
-nlohmann::json verdict_json(const Verdict& v) {
-  nlohmann::json j{{"did", v.did},
-                   {"status", std::string(verdict_status_name(v.status))},
-                   {"detected", v.detected},
-                   {"z", v.z},
-                   {"p_value", v.p_value},
-                   {"log10_p", v.log10_p},
-                   {"bit_errors", v.bit_errors},
-                   {"bits", v.bits},
-                   {"elements", v.elements},
-                   {"tensors", v.tensors}};
-  if (v.weights) {
-    j["scheme"] = std::string(scheme_name(v.scheme));
-  } else if (v.table) {
-    const TableVerifyReport& r = *v.table;
-    j["format"] = "csv";
-    j["rows"] = r.rows;
-    j["marked_rows"] = r.marked_rows;
-    j["matches"] = r.matches;
-    j["duplicate_rows"] = r.duplicate_rows;
-    j["bits_covered"] = r.bits_covered;
-  } else if (v.array) {
-    const ArrayVerifyReport& r = *v.array;
-    j["format"] = "npy";
-    j["rows"] = r.rows;
-    j["dim"] = r.dim;
-    j["rows_skipped"] = r.rows_skipped;
-    j["duplicate_rows"] = r.duplicate_rows;
-  }
-  j["seconds"] = v.seconds;
-  return j;
-}
 
-nlohmann::json file_verdicts_json(const FileVerdicts& fv) {
-  nlohmann::json detected = nlohmann::json::array(), all = nlohmann::json::array();
-  for (const auto& v : fv.verdicts) {
-    if (v.detected) detected.push_back(v.did);
-    all.push_back(verdict_json(v));
-  }
-  return {{"path", fv.path.string()},
-          {"format", fv.format.name},
-          {"detected", detected},
-          {"verdicts", all},
-          {"warnings", strings(fv.warnings)}};
-}
 
 std::string file_verdicts_text(const FileVerdicts& fv) {
   std::ostringstream s;
@@ -258,13 +124,6 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
   return s.str();
 }
 
-nlohmann::json embed_json(const InputEmbedReport& r, const Owner& owner) {
-  nlohmann::json j = r.checkpoint ? checkpoint_embed_json(r, owner)
-                     : r.table    ? table_embed_json(r, owner)
-                                  : array_embed_json(r, owner);
-  j["warnings"] = strings(r.warnings);
-  return j;
-}
 
 std::string embed_text(const InputEmbedReport& r, const Owner& owner) {
   std::string s = r.checkpoint ? checkpoint_embed_text(r, owner)

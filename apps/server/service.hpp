@@ -1,7 +1,7 @@
 #pragma once
 // The didmark.v1.Didmark gRPC service (proto/didmark.proto): provenance checks and royalty
 // splits for marketplace backends. Each RPC calls the same library functions as the CLI
-// (verify_checkpoint, verify_table, run_cascade, make_statement); this file only maps
+// (verify_input, scan_inputs, run_cascade, make_statement); this file only maps
 // requests in, reports out, and didmark::Error codes to gRPC statuses.
 
 #include <grpcpp/grpcpp.h>
@@ -18,6 +18,7 @@
 #include "didmark/backend.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
+#include "didmark/inputs.hpp"
 #include "didmark/watermark.hpp"
 
 namespace didmark::server {
@@ -55,19 +56,12 @@ class DidmarkService final : public didmark::v1::Didmark::Service {
   grpc::Status Split(grpc::ServerContext* ctx, const v1::SplitRequest* req, v1::SplitResponse* resp) override;
   grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest* req, v1::HealthResponse* resp) override;
 
-  /// An owner looked for: DID, watermark key, DID codeword.
-  struct Owner {
-    std::string did;
-    WatermarkKey key;
-    Payload payload;
-  };
   std::size_t registry_size() const noexcept { return registry_.size(); }
   const std::string& backend_description() const noexcept { return backend_description_; }
 
  private:
-  struct FileVerdicts;
-  FileVerdicts verify_file(const std::filesystem::path& path, const std::vector<Owner>& owners,
-                           const v1::MarkOptions& mo);
+  template <class F>
+  auto in_slot(F&& work) -> decltype(work());
   void log(const grpc::ServerContext* ctx, const std::string& what, const grpc::Status& st, double seconds);
 
   ServerOptions options_;
@@ -77,8 +71,6 @@ class DidmarkService final : public didmark::v1::Didmark::Service {
   std::string backend_description_;
   /// Bounds the files verified at once (--jobs), over all requests.
   std::counting_semaphore<1024> slots_;
-  /// The CUDA backend holds one stream and its scratch: one verification on it at a time.
-  std::mutex device_mu_;
   std::mutex log_mu_;
 };
 

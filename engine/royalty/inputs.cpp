@@ -166,8 +166,13 @@ std::vector<Payee> load_weights(const std::filesystem::path& path) {
 }
 
 Policy load_policy(const std::filesystem::path& path, std::span<const Payee> input) {
-  const std::string where = path.string();
-  const nlohmann::json j = parse_strict(read_file(path, "policy file"), where);
+  return parse_policy(read_file(path, "policy file"), path.string(), input, path.parent_path());
+}
+
+Policy parse_policy(std::string_view text, std::string_view source, std::span<const Payee> input,
+                    const std::optional<std::filesystem::path>& files_from) {
+  const std::string where(source);
+  const nlohmann::json j = parse_strict(std::string(text), where);
   DIDMARK_EXPECTS(j.is_object(), corrupt_input, where, ": a policy is a JSON object with \"levels\"");
   static const std::set<std::string> top_fields = {"levels", "negative_weights", "fallback", "version", "comment"};
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -226,13 +231,20 @@ Policy load_policy(const std::filesystem::path& path, std::span<const Payee> inp
     const bool has_w = l.contains("weights"), has_f = l.contains("weights_file");
     DIDMARK_EXPECTS(has_w != has_f, corrupt_input, at, ": give exactly one of 'weights' and 'weights_file'");
     if (has_f) {
+      DIDMARK_EXPECTS(files_from.has_value(), invalid_argument, at,
+                      " names a weights_file; this policy gives 'weights' inline (an object, or \"input\" for the "
+                      "request's weights)");
       DIDMARK_EXPECTS(l["weights_file"].is_string(), corrupt_input, at, ": 'weights_file' must be a path");
       std::filesystem::path f = l["weights_file"].get<std::string>();
-      if (f.is_relative()) f = path.parent_path() / f;
+      if (f.is_relative()) f = *files_from / f;
       lv.payees = load_weights(f);
     } else if (l["weights"].is_string()) {
       DIDMARK_EXPECTS(l["weights"] == "input", corrupt_input, at,
                       ": 'weights' is an object of weights or the string \"input\" (the --weights file)");
+      // An empty input would silently pay this level's share to the fallback payee.
+      DIDMARK_EXPECTS(!input.empty(), invalid_argument, at,
+                      " takes the input weights (\"weights\": \"input\") but none were given: pass --weights FILE "
+                      "(or the request's weights)");
       lv.payees.assign(input.begin(), input.end());
       used_input = true;
     } else {

@@ -220,4 +220,17 @@ struct ScanOptions {
 std::size_t scan_inputs(std::span<const std::string> paths, std::span<const Owner> owners, const InputOptions& options,
                         const ScanOptions& scan, Backend& backend, const std::function<bool(ScanItem&&)>& on_item);
 
+// ---- One vocabulary for machines ---------------------------------------------------------------
+
+/// Compact JSON text of a verdict: did, status, detected, z, p_value, log10_p, bit_errors,
+/// bits, elements, tensors, seconds, then the fields of its kind (checkpoints: scheme;
+/// tables: format, rows, marked_rows, matches, duplicate_rows, bits_covered; arrays: format,
+/// rows, dim, rows_skipped, duplicate_rows). The CLI's --json, Python and the server's logs
+/// all say it this way; docs/json/ has the schemas.
+std::string verdict_json(const Verdict& v);
+/// {"path", "format", "detected": [DIDs], "verdicts": [...], "warnings": [...]}.
+std::string file_verdicts_json(const FileVerdicts& fv);
+/// The report of embed_input for `owner`, with the fields of the input's kind and "warnings".
+std::string embed_report_json(const InputEmbedReport& r, const Owner& owner);
+
 }  // namespace didmark

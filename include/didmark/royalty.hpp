@@ -223,7 +223,13 @@ std::vector<Payee> load_weights(const std::filesystem::path& path);
 /// Read a cascade policy file (docs/royalty.md). A level's payees come from "weights"
 /// (an inline object), "weights_file" (a path relative to the policy file) or
 /// "weights": "input" (the `input` weights, e.g. the --weights file).
+/// A level that takes "input" with `input` empty is refused (Errc::invalid_argument), as
+/// is input given to a policy that never uses it.
 Policy load_policy(const std::filesystem::path& path, std::span<const Payee> input);
+/// The same from text held in memory (`source` names it in messages). "weights_file" levels
+/// are read relative to `files_from`; without it (a request's policy) they are refused.
+Policy parse_policy(std::string_view text, std::string_view source, std::span<const Payee> input,
+                    const std::optional<std::filesystem::path>& files_from = std::nullopt);
 
 /// A policy of one level holding `input`.
 Policy single_level_policy(std::vector<Payee> input, NegativeWeights negative = NegativeWeights::clip,

@@ -32,9 +32,8 @@ py::tuple knn_shapley_arrays(const py::handle& train_x, const py::handle& train_
   KnnShapleyReport r;
   {
     py::gil_scoped_release nogil;
-    DeviceBackend& b = backend_for(device);
-    std::lock_guard lock(b.mutex);
-    r = knn_shapley(xv, yv, qv, yqv, o, cv, *b.backend);
+    Backend& b = backend_for(device);
+    r = knn_shapley(xv, yv, qv, yqv, o, cv, b);
   }
   py::array values = new_array(DType::f64, {static_cast<int64_t>(r.values.size())});
   std::copy(r.values.begin(), r.values.end(), static_cast<double*>(values.mutable_data()));

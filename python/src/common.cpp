@@ -34,25 +34,21 @@ void bind_errors(py::module_& m) {
   });
 }
 
-DeviceBackend& backend_for(const std::string& device) {
+Backend& backend_for(const std::string& device) {
   // One backend per name for the life of the process, deliberately never destroyed: a CUDA
   // backend torn down by static destructors after the driver has unloaded would crash at exit.
   static std::mutex guard;
-  static auto* made = new std::map<std::string, std::unique_ptr<DeviceBackend>>();
+  static auto* made = new std::map<std::string, std::shared_ptr<Backend>>();
   std::lock_guard lock(guard);
   auto it = made->find(device);
   if (it != made->end()) return *it->second;
-  std::optional<Device> want;
-  if (device == "cpu")
-    want = Device::cpu;
-  else if (device == "cuda")
-    want = Device::cuda;
-  else
-    DIDMARK_EXPECTS(device == "auto", invalid_argument, "device '", device, "' is not one of auto, cpu, cuda");
-  auto b = std::make_unique<DeviceBackend>();
-  b->backend = make_backend(want);
+  DIDMARK_EXPECTS(device == "auto" || device == "cpu" || device == "cuda", invalid_argument, "device '", device,
+                  "' is not one of auto, cpu, cuda");
+  auto b = make_backend(device, "device");
   return *made->emplace(device, std::move(b)).first->second;
 }
+
+py::object from_json(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
 
 DType dtype_of(const py::dtype& dt, std::string_view what) {
   // Through Python attributes: pybind11 2.10 reads these from the descriptor struct, whose

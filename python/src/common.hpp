@@ -21,16 +21,13 @@ namespace py = pybind11;
 /// Register didmark.Error and the translator that turns didmark::Error into it.
 void bind_errors(py::module_& m);
 
-/// A backend and the lock that serializes calls into it: calls run without the GIL, so two
-/// Python threads may reach the same backend at once, and a backend is not reentrant.
-struct DeviceBackend {
-  std::shared_ptr<Backend> backend;
-  std::mutex mutex;
-};
-
 /// The backend for "auto" (DIDMARK_DEVICE, else the GPU when present, else the CPU), "cpu"
-/// or "cuda", made on first use and kept for the life of the process. Call without the GIL.
-DeviceBackend& backend_for(const std::string& device);
+/// or "cuda", made on first use and kept for the life of the process. Call without the GIL;
+/// calls from several Python threads may run on it at once (backends are thread-safe).
+Backend& backend_for(const std::string& device);
+
+/// A JSON text of the library (verdicts, reports) as Python objects (json.loads).
+py::object from_json(const std::string& text);
 
 /// The didmark dtype of a numpy dtype; Errc::invalid_argument naming `what` when there is none.
 DType dtype_of(const py::dtype& dt, std::string_view what);

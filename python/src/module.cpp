@@ -16,7 +16,7 @@ PYBIND11_MODULE(_didmark, m) {
       "backend_description",
       [](const std::string& device) {
         pybind11::gil_scoped_release nogil;
-        return dp::backend_for(device).backend->description();
+        return dp::backend_for(device).description();
       },
       pybind11::arg("device") = "auto", "backend_description(device='auto') -> str\n\nThe backend `device` ('auto', 'cpu', 'cuda') selects, in words.");
   dp::bind_errors(m);

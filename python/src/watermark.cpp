@@ -4,6 +4,7 @@
 #include "bindings.hpp"
 #include "common.hpp"
 #include "didmark/checkpoint.hpp"
+#include "didmark/inputs.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
 
@@ -130,9 +131,8 @@ py::tuple embed_arrays(const py::handle& tensors, const py::handle& key, const p
   EmbedReport r;
   {
     py::gil_scoped_release nogil;
-    DeviceBackend& b = backend_for(device);
-    std::lock_guard lock(b.mutex);
-    r = embed(src.tensors, dst.tensors, k, payload, o, *b.backend);
+    Backend& b = backend_for(device);
+    r = embed(src.tensors, dst.tensors, k, payload, o, b);
   }
   DIDMARK_EXPECTS(r.tensors_marked > 0, invalid_argument, "no tensor can carry a mark (", skip_reasons(r.tensors),
                   "); choose tensors with include= or names=");
@@ -161,27 +161,12 @@ py::dict verify_arrays(const py::handle& tensors, const py::handle& key, const p
   VerifyReport r;
   {
     py::gil_scoped_release nogil;
-    DeviceBackend& b = backend_for(device);
-    std::lock_guard lock(b.mutex);
-    r = verify(set.tensors, k, payload, o, *b.backend);
+    Backend& b = backend_for(device);
+    r = verify(set.tensors, k, payload, o, b);
   }
   DIDMARK_EXPECTS(r.tensors > 0, invalid_argument, "no tensor can carry a mark (", skip_reasons(r.per_tensor),
                   "); choose tensors with include= or names=");
   return verdict_dict(r, did);
-}
-
-CheckpointFormat format_of(const fs::path& path, const std::optional<std::string>& format) {
-  if (format) {
-    for (CheckpointFormat f : {CheckpointFormat::safetensors, CheckpointFormat::safetensors_sharded,
-                               CheckpointFormat::torch, CheckpointFormat::npy})
-      if (*format == checkpoint_format_name(f)) return f;
-    DIDMARK_THROW(Errc::invalid_argument, "format '", *format,
-                  "' is not one of safetensors, safetensors-sharded, pt, npy");
-  }
-  const auto f = guess_checkpoint_format(path);
-  DIDMARK_EXPECTS(f.has_value(), unsupported, "cannot tell the checkpoint format of '", path.string(),
-                  "' from its name; pass format= (safetensors, safetensors-sharded, pt, npy)");
-  return *f;
 }
 
 // An identity given as an Identity or as the path of an identity file.
@@ -190,99 +175,76 @@ Identity identity_of(const py::handle& id) {
   return load_identity(path_of(id));
 }
 
-py::dict embed_file(const py::handle& input, const py::handle& output, const py::handle& identity,
-                    const std::optional<double>& strength, bool force, const std::string& scheme,
-                    const std::optional<double>& max_change, const std::optional<std::string>& include,
-                    const std::optional<std::string>& format, const std::string& device) {
+InputOptions input_options(const WatermarkOptions& w, const std::optional<std::string>& format,
+                           const py::handle& ids, bool fixed_order) {
+  InputOptions o;
+  o.watermark = w;
+  if (format) o.format = *format;
+  if (!ids.is_none()) o.ids = path_of(ids);
+  o.fixed_order = fixed_order;
+  return o;
+}
+
+py::object embed_file(const py::handle& input, const py::handle& output, const py::handle& identity,
+                      const std::optional<double>& strength, bool force, const std::string& scheme,
+                      const std::optional<double>& max_change, const std::optional<std::string>& include,
+                      const std::optional<std::string>& format, const py::handle& ids, bool fixed_order,
+                      const std::string& device) {
   const fs::path in = path_of(input), out = path_of(output);
-  const Identity id = identity_of(identity);
-  const WatermarkKey key = id.watermark_key();
-  const Payload payload = did_codeword(id.did());
-  const WatermarkOptions o = watermark_options(scheme, strength, max_change, 1e-9, include, std::nullopt);
-  const CheckpointFormat fmt = format_of(in, format);
-  CheckpointEmbedReport r;
+  const Owner owner = owner_of(identity_of(identity));
+  const InputOptions o = input_options(watermark_options(scheme, strength, max_change, 1e-9, include, std::nullopt),
+                                       format, ids, fixed_order);
+  std::string json;
   {
     py::gil_scoped_release nogil;
-    DeviceBackend& b = backend_for(device);
-    std::lock_guard lock(b.mutex);
-    r = embed_checkpoint(in, out, fmt, key, payload, o, {force}, *b.backend);
+    json = embed_report_json(embed_input(in, out, owner, o, {force}, backend_for(device)), owner);
   }
-  py::dict d = embed_dict(r.report, id.did());
-  py::list withheld, outputs;
-  for (const auto& [name, why] : r.withheld) {
-    py::dict w;
-    w["name"] = name;
-    w["reason"] = why;
-    withheld.append(w);
-  }
-  for (const auto& p : r.outputs) outputs.append(p.string());
-  d["input"] = in.string();
-  d["output"] = out.string();
-  d["outputs"] = outputs;
-  d["format"] = std::string(checkpoint_format_name(r.format));
-  d["withheld"] = withheld;
-  d["bytes"] = r.bytes_read;
-  return d;
+  return from_json(json);
 }
 
 // Owners to look for: one identity, one (key, did) pair, or the entries of a registry.
-struct FileOwner {
-  std::string did;
-  Claim claim;
-};
-
-std::vector<FileOwner> owners_of(const py::handle& identity, const py::handle& key, const py::handle& did,
+std::vector<Owner> owners_from(const py::handle& identity, const py::handle& key, const py::handle& did,
                                  const py::handle& registry) {
   const int given = !identity.is_none() + !key.is_none() + !registry.is_none();
   DIDMARK_EXPECTS(given == 1, invalid_argument,
                   "say whose mark with exactly one of identity=, key= (with did=) or registry=");
   if (!identity.is_none()) {
     DIDMARK_EXPECTS(did.is_none(), invalid_argument, "did= goes with key= or registry=; an identity has its own DID");
-    const Identity id = identity_of(identity);
-    return {{id.did(), {id.watermark_key(), did_codeword(id.did())}}};
+    return {owner_of(identity_of(identity))};
   }
   if (!key.is_none()) {
     DIDMARK_EXPECTS(py::isinstance<py::str>(did), invalid_argument, "key= needs the owner's did= (a str)");
     const std::string d = parse_did(did.cast<std::string>()).did;
-    return {{d, {key_of(key), did_codeword(d)}}};
+    return {Owner{d, key_of(key), did_codeword(d)}};
   }
   const std::string path = path_of(registry);
   const std::optional<std::string> only = did.is_none() ? std::nullopt : std::optional(did.cast<std::string>());
-  std::vector<FileOwner> out;
-  for (const auto& e : load_registry(path))
-    if (!only || e.did == *only) out.push_back({e.did, {e.key, did_codeword(e.did)}});
-  DIDMARK_EXPECTS(!only || !out.empty(), not_found, "DID '", *only, "' is not in registry '", path, "'");
-  DIDMARK_EXPECTS(!out.empty(), invalid_argument, "registry '", path, "' has no entries");
-  return out;
+  return owners_of(load_registry(path), only.value_or(""), "registry '" + path + "'");
 }
 
-py::dict verify_file(const py::handle& input, const py::handle& identity, const py::handle& key,
-                     const py::handle& did, const py::handle& registry, const std::string& scheme,
-                     double p_threshold, const std::optional<std::string>& include,
-                     const std::optional<std::string>& format, const std::string& device) {
+py::object verify_file(const py::handle& input, const py::handle& identity, const py::handle& key,
+                       const py::handle& did, const py::handle& registry, const std::string& scheme,
+                       double p_threshold, const std::optional<std::string>& include,
+                       const std::optional<std::string>& format, const py::handle& ids, bool fixed_order,
+                       const std::string& device) {
   const fs::path in = path_of(input);
-  const std::vector<FileOwner> owners = owners_of(identity, key, did, registry);
-  std::vector<Claim> claims;
-  for (const auto& o : owners) claims.push_back(o.claim);
-  const WatermarkOptions o = watermark_options(scheme, std::nullopt, std::nullopt, p_threshold, include, std::nullopt);
-  const CheckpointFormat fmt = format_of(in, format);
-  std::vector<VerifyReport> rs;
+  const std::vector<Owner> owners = owners_from(identity, key, did, registry);
+  const InputOptions o = input_options(
+      watermark_options(scheme, std::nullopt, std::nullopt, p_threshold, include, std::nullopt), format, ids, fixed_order);
+  FileVerdicts fv;
   {
     py::gil_scoped_release nogil;
-    DeviceBackend& b = backend_for(device);
-    std::lock_guard lock(b.mutex);
-    rs = verify_checkpoint(in, fmt, claims, o, *b.backend);
+    fv = verify_input(in, owners, o, backend_for(device));
   }
-  py::list verdicts, detected;
-  for (std::size_t i = 0; i < rs.size(); ++i) {
-    verdicts.append(verdict_dict(rs[i], owners[i].did));
-    if (rs[i].detected) detected.append(owners[i].did);
-  }
-  py::dict d;
-  d["path"] = in.string();
-  d["format"] = std::string(checkpoint_format_name(fmt));
-  d["detected"] = detected;
-  d["verdicts"] = verdicts;
+  py::object d = from_json(file_verdicts_json(fv));
+  // Python also gets each checkpoint tensor's own part (the CLI prints only totals).
+  py::list verdicts = d["verdicts"];
+  for (std::size_t i = 0; i < fv.verdicts.size(); ++i)
+    if (fv.verdicts[i].weights) {
+      py::list per_tensor;
+      for (const auto& t : fv.verdicts[i].weights->per_tensor) per_tensor.append(tensor_dict(t, false));
+      verdicts[i]["per_tensor"] = per_tensor;
+    }
   return d;
 }
 
@@ -310,20 +272,24 @@ void bind_watermark(py::module_& m) {
         "elements, tensors, scheme, seconds, and per_tensor.");
   m.def("embed_file", &embed_file, "input"_a, "output"_a, "identity"_a, py::kw_only(), "strength"_a = py::none(),
         "force"_a = false, "scheme"_a = "spread-spectrum", "max_change"_a = py::none(), "include"_a = py::none(),
-        "format"_a = py::none(), "device"_a = "auto",
+        "format"_a = py::none(), "ids"_a = py::none(), "fixed_order"_a = false, "device"_a = "auto",
         "embed_file(input, output, identity, *, strength=None, force=False, scheme='spread-spectrum', "
-        "max_change=None, include=None, format=None, device='auto') -> dict\n\n"
-        "Mark a checkpoint file (safetensors, sharded safetensors, .pt/.bin with LibTorch, .npy as one "
-        "tensor) into a new file, as `didmark embed` does. `identity` is an Identity or the path of an "
-        "identity file. The output is written atomically; an existing one only with force=True.");
+        "max_change=None, include=None, format=None, ids=None, fixed_order=False, device='auto') -> dict\n\n"
+        "Mark any input `didmark embed` takes (safetensors, sharded safetensors, .pt/.bin with LibTorch, a "
+        "CSV table, an N x D .npy array with row ids from ids=, its X.ids.npy sidecar or fixed_order=True) "
+        "into a new file, and return what `didmark embed --json` prints. `identity` is an Identity or the "
+        "path of an identity file. The output is written atomically; an existing one only with force=True.");
   m.def("verify_file", &verify_file, "input"_a, "identity"_a = py::none(), py::kw_only(), "key"_a = py::none(),
         "did"_a = py::none(), "registry"_a = py::none(), "scheme"_a = "spread-spectrum", "p_threshold"_a = 1e-9,
-        "include"_a = py::none(), "format"_a = py::none(), "device"_a = "auto",
+        "include"_a = py::none(), "format"_a = py::none(), "ids"_a = py::none(), "fixed_order"_a = false,
+        "device"_a = "auto",
         "verify_file(input, identity=None, *, key=None, did=None, registry=None, scheme='spread-spectrum', "
-        "p_threshold=1e-9, include=None, format=None, device='auto') -> dict\n\n"
-        "Verify a checkpoint file for one owner (identity=, or key= with did=) or every owner of a "
-        "registry (registry=, optionally did= to pick one), reading the file once. Returns what "
-        "`didmark verify --json` prints: {path, format, detected: [DIDs], verdicts: [...]}.");
+        "p_threshold=1e-9, include=None, format=None, ids=None, fixed_order=False, device='auto') -> dict\n\n"
+        "Verify any input `didmark verify` takes for one owner (identity=, or key= with did=) or every owner "
+        "of a registry (registry=, optionally did= to pick one), reading the file once. The file's kind is "
+        "decided by the library as for the CLI (a .npy array is a dataset: give ids= or a sidecar). Returns "
+        "what `didmark verify --json` prints: {path, format, detected: [DIDs], verdicts: [...], warnings}, "
+        "each checkpoint verdict with its per_tensor list.");
 }
 
 }  // namespace didmark::python

@@ -314,8 +314,10 @@ def test_file_errors(owners_on_disk, tmp_path):
     with pytest.raises(didmark.Error) as e:
         didmark.verify_file(bad, alice)
     assert e.value.code == "corrupt_input" and "bad.safetensors" in str(e.value)
+    weird = tmp_path / "model.weird"
+    weird.write_bytes(b"neither a known header nor a known name")
     with pytest.raises(didmark.Error, match="format"):
-        didmark.verify_file(tmp_path / "model.weird", alice)
+        didmark.verify_file(weird, alice)
 
 
 # ---- KNN-Shapley against a brute-force enumeration ---------------------------------------
