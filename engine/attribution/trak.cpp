@@ -13,6 +13,7 @@
 #include "common/atomic_file.hpp"
 #include "didmark/attribution.hpp"
 #include "didmark/error.hpp"
+#include "didmark/io.hpp"
 
 namespace didmark {
 namespace {
@@ -175,14 +176,8 @@ NpyScoreWriter::NpyScoreWriter(const std::filesystem::path& path, int64_t querie
     DIDMARK_EXPECTS(!std::filesystem::exists(path), invalid_argument, "'", path.string(),
                     "' exists; pass --force (overwrite) to replace it");
   impl_ = std::make_unique<Impl>(path, queries, train, overwrite);
-  std::string dict = detail::concat("{'descr': '<f4', 'fortran_order': False, 'shape': (", queries, ", ", train, "), }");
-  const std::size_t unpadded = 10 + dict.size() + 1;
-  dict.append((64 - unpadded % 64) % 64, ' ');
-  dict.push_back('\n');
-  std::string head("\x93NUMPY\x01\x00", 8);
-  head.push_back(static_cast<char>(dict.size() & 0xFF));
-  head.push_back(static_cast<char>((dict.size() >> 8) & 0xFF));
-  head += dict;
+  const int64_t shape[2] = {queries, train};
+  const std::string head = npy_header(DType::f32, shape);
   impl_->header = head.size();
   impl_->file.write(head);
   impl_->file.resize(impl_->header + static_cast<std::size_t>(queries * train) * sizeof(float));

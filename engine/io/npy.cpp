@@ -146,17 +146,14 @@ NpyArray read_npy(const std::filesystem::path& path) {
   return a;
 }
 
-std::string npy_bytes(const TensorView& v) {
-  validate_view(v, "npy");
-  DIDMARK_EXPECTS(v.device == Device::cpu && v.is_contiguous(), invalid_argument,
-                  "write_npy needs a contiguous host view, got ", v.describe());
+std::string npy_header(DType dtype, std::span<const int64_t> shape) {
   const char* descr = nullptr;
   for (const auto& m : kDescrs)
-    if (m.dtype == v.dtype) descr = m.descr;
-  DIDMARK_EXPECTS(descr != nullptr, unsupported, "dtype ", dtype_name(v.dtype), " has no .npy equivalent");
+    if (m.dtype == dtype) descr = m.descr;
+  DIDMARK_EXPECTS(descr != nullptr, unsupported, "dtype ", dtype_name(dtype), " has no .npy equivalent");
   std::ostringstream h;
   h << "{'descr': '" << descr << "', 'fortran_order': False, 'shape': (";
-  for (std::size_t i = 0; i < v.shape.size(); ++i) h << v.shape[i] << (v.shape.size() == 1 || i + 1 < v.shape.size() ? "," : "");
+  for (std::size_t i = 0; i < shape.size(); ++i) h << shape[i] << (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
   h << "), }";
   std::string header = h.str();
   // Pad with spaces so that magic + length + header + '\n' is a multiple of 64.
@@ -167,6 +164,14 @@ std::string npy_bytes(const TensorView& v) {
   out.push_back(static_cast<char>(header.size() & 0xFF));
   out.push_back(static_cast<char>(header.size() >> 8));
   out += header;
+  return out;
+}
+
+std::string npy_bytes(const TensorView& v) {
+  validate_view(v, "npy");
+  DIDMARK_EXPECTS(v.device == Device::cpu && v.is_contiguous(), invalid_argument,
+                  "write_npy needs a contiguous host view, got ", v.describe());
+  std::string out = npy_header(v.dtype, v.shape);
   out.append(static_cast<const char*>(v.data), v.nbytes());
   return out;
 }

@@ -9,6 +9,7 @@
 #include "identity/did_detail.hpp"
 #include "royalty/bigint.hpp"
 #include "royalty/fixed_div.hpp"
+#include "common/radix_sort.hpp"
 #include "royalty/split_detail.hpp"
 
 namespace didmark {
@@ -90,22 +91,10 @@ void sort_ids(std::size_t n, Id id, Visit visit, Duplicate duplicate, Keyed* a, 
   if (n < 4096) {
     std::sort(a, a + n, by_key);
   } else {
-    std::vector<uint32_t> count(4 * 65536, 0u);
-    for (std::size_t i = 0; i < n; ++i)
-      for (int d = 0; d < 4; ++d) ++count[static_cast<std::size_t>(d) * 65536 + ((a[i].key >> (16 * d)) & 0xffff)];
-    for (int d = 0; d < 4; ++d) {
-      uint32_t* c = count.data() + static_cast<std::size_t>(d) * 65536;
-      const int shift = 16 * d;
-      if (c[(a[0].key >> shift) & 0xffff] == n) continue;
-      uint32_t sum = 0;
-      for (std::size_t bucket = 0; bucket < 65536; ++bucket) {
-        const uint32_t v = c[bucket];
-        c[bucket] = sum;
-        sum += v;
-      }
-      for (std::size_t i = 0; i < n; ++i) b[c[(a[i].key >> shift) & 0xffff]++] = a[i];
-      std::swap(a, b);
-    }
+    std::vector<uint32_t> count(4 * 65536);
+    a = detail::lsd_radix_sort(
+        a, b, n, 4, 65536, [](const Keyed& k, int d) { return static_cast<uint32_t>((k.key >> (16 * d)) & 0xffff); },
+        count.data());
   }
   for (std::size_t i = 0; i < n;) {
     std::size_t j = i + 1;

@@ -93,17 +93,27 @@ Payload Payload::from_bytes(std::span<const uint8_t> bytes, std::size_t nbits) {
   return from_bits(std::move(bits));
 }
 
-std::string_view scheme_name(Scheme s) noexcept { return s == Scheme::stdm ? "stdm" : "spread-spectrum"; }
+std::string_view scheme_name(Scheme s) noexcept {
+  switch (s) {
+    case Scheme::spread_spectrum: return "spread-spectrum";
+    case Scheme::stdm: return "stdm";
+    case Scheme::automatic: return "auto";
+  }
+  return "?";
+}
 
 std::optional<Scheme> parse_scheme(std::string_view s) noexcept {
   if (s == "spread-spectrum" || s == "ss" || s == "spread_spectrum") return Scheme::spread_spectrum;
   if (s == "stdm") return Scheme::stdm;
+  if (s == "auto" || s == "automatic") return Scheme::automatic;
   return std::nullopt;
 }
 
-double WatermarkOptions::effective_strength() const noexcept {
+double WatermarkOptions::effective_strength() const noexcept { return strength_for(scheme); }
+
+double WatermarkOptions::strength_for(Scheme s) const noexcept {
   if (strength) return *strength;
-  return scheme == Scheme::stdm ? 0.001 : 0.005;
+  return s == Scheme::stdm ? 0.001 : 0.005;
 }
 
 void WatermarkOptions::set_strength(double s) noexcept {

@@ -105,21 +105,73 @@ Pairing check_pairing(std::span<const NamedTensor> src, std::span<const NamedTen
 
 }  // namespace
 
+namespace {
+
+/// The per-bit steps of one tensor, or the reason it cannot carry them.
+struct Steps {
+  std::vector<float> deltas;
+  std::string skip;  ///< non-empty: leave the tensor as it is
+};
+
+// Spread spectrum: +-strength * RMS per bit (minus lambda times the host's own projection for
+// improved spread spectrum). The RMS comes from a strided sample; a sparse tensor that samples
+// as all-zero is measured exactly before giving up.
+Steps spread_spectrum_steps(const NamedTensor& s, const detail::CarrierSpec& carrier, const std::vector<int64_t>& n,
+                            const std::optional<CorrelateStats>& stats, const Payload& payload,
+                            const WatermarkOptions& o, Backend& backend) {
+  const auto sample = backend.sample(s.view, kRmsSample);
+  double ss = 0;
+  bool finite = true;
+  for (double v : sample) {
+    finite = finite && std::isfinite(v);
+    ss += v * v;
+  }
+  if (!finite) return {{}, "contains NaN/Inf values"};
+  const double numel = static_cast<double>(s.view.numel());
+  double rms = std::sqrt(ss / static_cast<double>(sample.size()));
+  if (!(rms > 0) && stats) rms = std::sqrt(stats->sum_sq / numel);
+  if (!(rms > 0)) {
+    CorrelateStats full;
+    backend.correlate(s.view, std::span(&carrier, 1), std::span(&full, 1));
+    rms = std::sqrt(full.sum_sq / numel);
+  }
+  if (!(rms > 0)) return {{}, "all elements are zero"};
+  const double alpha = o.effective_strength() * rms;
+  Steps out{std::vector<float>(carrier.num_bits), {}};
+  for (uint32_t b = 0; b < carrier.num_bits; ++b) {
+    double step = alpha * payload_sign(payload, b);
+    if (o.lambda > 0 && n[b] > 0) step -= o.lambda * stats->bit_sums[b] / static_cast<double>(n[b]);
+    out.deltas[b] = static_cast<float>(step);
+  }
+  return out;
+}
+
+// STDM: move each bit's projection onto its keyed lattice point for the payload bit.
+Steps stdm_steps(const detail::CarrierSpec& carrier, const std::vector<int64_t>& n, const CorrelateStats& stats,
+                 int64_t numel, const Payload& payload, const WatermarkOptions& o) {
+  const double rms = std::sqrt(stats.sum_sq / static_cast<double>(numel));
+  if (!(rms > 0)) return {{}, "all elements are zero"};
+  return {stdm_deltas(carrier, stats, n, payload, detail::stdm_step(o.effective_strength(), rms)), {}};
+}
+
+}  // namespace
+
 EmbedReport embed(std::span<const NamedTensor> src, std::span<const NamedTensor> dst, const WatermarkKey& key,
                   const Payload& payload, const WatermarkOptions& options, Backend& backend) {
   const auto t0 = Clock::now();
   check_options(options);
+  DIDMARK_EXPECTS(options.scheme != Scheme::automatic, invalid_argument,
+                  "scheme 'auto' is for verification: choose spread-spectrum or stdm to embed");
   check_payload(payload);
   for (const auto& t : src) check_tensor(t);
   for (const auto& t : dst) check_tensor(t);
   const Pairing pairing = check_pairing(src, dst);
   const auto selection = detail::select_tensors(src, options.policy);
   const auto L = static_cast<uint32_t>(payload.size());
-  const double strength = options.effective_strength();
 
   EmbedReport report;
   report.scheme = options.scheme;
-  report.strength = strength;
+  report.strength = options.effective_strength();
   report.backend = backend.description();
   double total_src = 0, total_diff = 0;
 
@@ -130,23 +182,20 @@ EmbedReport embed(std::span<const NamedTensor> src, std::span<const NamedTensor>
     tr.name = s.name;
     tr.dtype = s.view.dtype;
     tr.elements = s.view.numel();
-    auto skip = [&](std::string why) {
-      DIDMARK_EXPECTS(!selection[i].named, invalid_argument, "tensor '", s.name, "' cannot be marked: ", why);
+    auto skip = [&](std::string why, bool named_is_error) {
+      DIDMARK_EXPECTS(!named_is_error || !selection[i].named, invalid_argument, "tensor '", s.name,
+                      "' cannot be marked: ", why);
       if (!pairing.in_place && s.view.numel() > 0 && s.view.data != d.view.data) backend.copy(s.view, d.view);
       tr.skip_reason = std::move(why);
       report.tensors.push_back(tr);
     };
     if (!selection[i].eligible) {
-      if (!pairing.in_place && s.view.numel() > 0) backend.copy(s.view, d.view);
-      tr.skip_reason = selection[i].reason;
-      report.tensors.push_back(tr);
+      skip(selection[i].reason, false);
       continue;
     }
 
     const detail::CarrierSpec carrier = derive_carrier(key, s.name, L);
     const auto n = bit_counts(carrier, tr.elements);
-    std::vector<float> deltas(L);
-
     // One read pass first when it is needed: STDM and ISS need the projections, and an
     // in-place embed must know about NaN/Inf before it writes.
     std::optional<CorrelateStats> stats;
@@ -154,54 +203,28 @@ EmbedReport embed(std::span<const NamedTensor> src, std::span<const NamedTensor>
       stats.emplace();
       backend.correlate(s.view, std::span(&carrier, 1), std::span(&*stats, 1));
       if (stats->nonfinite > 0) {
-        skip(detail::concat("contains ", stats->nonfinite, " NaN/Inf values"));
+        skip(detail::concat("contains ", stats->nonfinite, " NaN/Inf values"), true);
         continue;
       }
     }
-
-    if (options.scheme == Scheme::stdm) {
-      const double rms = std::sqrt(stats->sum_sq / static_cast<double>(tr.elements));
-      if (!(rms > 0)) {
-        skip("all elements are zero");
-        continue;
-      }
-      deltas = stdm_deltas(carrier, *stats, n, payload, detail::stdm_step(strength, rms));
-    } else {
-      const auto sample = backend.sample(s.view, kRmsSample);
-      double ss = 0;
-      bool finite = true;
-      for (double v : sample) {
-        finite = finite && std::isfinite(v);
-        ss += v * v;
-      }
-      if (!finite) {
-        skip("contains NaN/Inf values");
-        continue;
-      }
-      double rms = std::sqrt(ss / static_cast<double>(sample.size()));
-      if (!(rms > 0) && stats) rms = std::sqrt(stats->sum_sq / static_cast<double>(tr.elements));
-      if (!(rms > 0)) {
-        // A sparse tensor can sample as all-zero: measure it exactly before giving up.
-        CorrelateStats full;
-        backend.correlate(s.view, std::span(&carrier, 1), std::span(&full, 1));
-        rms = std::sqrt(full.sum_sq / static_cast<double>(tr.elements));
-      }
-      if (!(rms > 0)) {
-        skip("all elements are zero");
-        continue;
-      }
-      const double alpha = strength * rms;
-      for (uint32_t b = 0; b < L; ++b) {
-        double step = alpha * payload_sign(payload, b);
-        if (options.lambda > 0 && n[b] > 0) step -= options.lambda * stats->bit_sums[b] / static_cast<double>(n[b]);
-        deltas[b] = static_cast<float>(step);
-      }
+    const Steps steps = options.scheme == Scheme::stdm
+                            ? stdm_steps(carrier, n, *stats, tr.elements, payload, options)
+                            : spread_spectrum_steps(s, carrier, n, stats, payload, options, backend);
+    if (!steps.skip.empty()) {
+      skip(steps.skip, true);
+      continue;
     }
 
-    const AddStats as = backend.carrier_add(s.view, d.view, carrier, deltas);
+    const AddStats as = backend.carrier_add(s.view, d.view, carrier, steps.deltas);
     if (as.nonfinite > 0) {
       // Only reachable out of place (in place was checked first): restore and skip.
-      skip(detail::concat("contains ", as.nonfinite, " NaN/Inf values"));
+      skip(detail::concat("contains ", as.nonfinite, " NaN/Inf values"), true);
+      continue;
+    }
+    if (!(as.sum_sq_diff > 0)) {
+      // Values so small (e.g. all denormal) that the step rounds away: nothing was marked,
+      // and nothing changed in place either.
+      skip("the step rounds away (values too small for the dtype)", true);
       continue;
     }
     tr.used = true;
@@ -217,7 +240,7 @@ EmbedReport embed(std::span<const NamedTensor> src, std::span<const NamedTensor>
   backend.synchronize();
   report.relative_change = total_src > 0 ? std::sqrt(total_diff / total_src) : 0.0;
   report.expected_z = options.scheme == Scheme::spread_spectrum
-                          ? strength * std::sqrt(static_cast<double>(report.elements_marked))
+                          ? report.strength * std::sqrt(static_cast<double>(report.elements_marked))
                           : 0.0;
   report.seconds = seconds_since(t0);
   return report;
@@ -230,14 +253,113 @@ EmbedReport embed_in_place(std::span<const NamedTensor> tensors, const Watermark
 
 namespace {
 
+/// One claim's running sums under one scheme, over the tensors seen so far.
+struct SchemeAccum {
+  std::vector<double> soft;    // per bit: normalized projections
+  std::vector<double> weight;  // per bit: normalizer (elements, or STDM weights)
+  double z_num = 0;            // spread spectrum: sum_t sqrt(N_t) z_t
+};
+
 struct ClaimAccum {
-  std::vector<double> soft;     // per bit: sum over tensors of normalized projections
-  std::vector<double> weight;   // per bit: normalizer (elements, or STDM weights)
-  double z_num = 0;             // spread spectrum: sum_t sqrt(N_t) z_t
+  SchemeAccum ss, stdm;
   int64_t elements = 0;
+  int64_t nonfinite = 0;
   int tensors = 0;
   std::vector<TensorReport> per_tensor;
 };
+
+// Spread spectrum: each tensor normalized by its own RMS, so the combined statistic weighs
+// tensors by size, not by scale; the normalizer depends on w only, so Hoeffding still holds.
+// N counts the finite elements (the sums leave NaN/Inf out).
+void add_spread_spectrum(const CorrelateStats& st, const std::vector<int64_t>& n, const Payload& payload, double N,
+                         SchemeAccum& a, TensorReport& r) {
+  const double inv_rms = std::sqrt(N / st.sum_sq);
+  double T = 0;
+  for (std::size_t b = 0; b < st.bit_sums.size(); ++b) {
+    a.soft[b] += st.bit_sums[b] * inv_rms;
+    a.weight[b] += static_cast<double>(n[b]);
+    T += payload_sign(payload, b) * st.bit_sums[b];
+  }
+  r.z = T / std::sqrt(st.sum_sq);
+  a.z_num += std::sqrt(N) * r.z;
+}
+
+// STDM: each bit's projection against its keyed lattice; weights are the bits' element counts.
+void add_stdm(const CorrelateStats& st, const detail::CarrierSpec& carrier, const std::vector<int64_t>& n,
+              double strength, double N, SchemeAccum& a) {
+  const double step = detail::stdm_step(strength, std::sqrt(st.sum_sq / N));
+  for (uint32_t b = 0; b < carrier.num_bits; ++b) {
+    if (n[b] == 0) continue;
+    const double p = st.bit_sums[b] / static_cast<double>(n[b]);
+    const double w = static_cast<double>(n[b]);
+    a.soft[b] += w * detail::stdm_soft(p, step, stdm_dither_unit(carrier, b) * step);
+    a.weight[b] += w;
+  }
+}
+
+/// Soft bits, decisions, bit errors and the test of one scheme's sums.
+void finish_scheme(const SchemeAccum& a, Scheme scheme, const Payload& expected, bool have_payload,
+                   int64_t elements, VerifyReport& r) {
+  const auto L = expected.size();
+  r.scheme = scheme;
+  r.soft_bits.assign(L, 0.0f);
+  r.decoded.assign(L, 0);
+  r.bit_errors = 0;
+  int agree = 0, covered = 0;
+  for (std::size_t b = 0; b < L; ++b) {
+    double soft = 0;
+    if (a.weight[b] > 0) {
+      soft = scheme == Scheme::spread_spectrum ? a.soft[b] / std::sqrt(a.weight[b]) : a.soft[b] / a.weight[b];
+      ++covered;
+    }
+    r.soft_bits[b] = static_cast<float>(soft);
+    r.decoded[b] = soft < 0 ? 1 : 0;
+    const bool ok = a.weight[b] > 0 && r.decoded[b] == expected.bits[b];
+    agree += ok ? 1 : 0;
+    r.bit_errors += ok ? 0 : 1;
+  }
+  if (!have_payload) {
+    r.bit_errors = 0;
+    r.z = 0;
+    r.p_value = 1;
+    r.log10_p = 0;
+    return;
+  }
+  if (scheme == Scheme::spread_spectrum) {
+    r.z = elements > 0 ? a.z_num / std::sqrt(static_cast<double>(elements)) : 0.0;
+    r.log10_p = hoeffding_log10_p(r.z);
+  } else {
+    // Bits with no elements cannot agree by chance or otherwise: they leave the test.
+    r.log10_p = binomial_tail_log10(covered, agree);
+    r.z = r.log10_p < 0 ? std::sqrt(-2.0 * r.log10_p * std::log(10.0)) : 0.0;
+  }
+  r.p_value = std::pow(10.0, r.log10_p);
+}
+
+/// The claim's report: one scheme's, or with automatic the better of both at a doubled p.
+VerifyReport finish_claim(const ClaimAccum& a, Scheme scheme, const Payload& expected, bool have_payload,
+                          double log10_threshold) {
+  VerifyReport r;
+  r.bits = static_cast<int>(expected.size());
+  r.elements = a.elements;
+  r.nonfinite = a.nonfinite;
+  r.tensors = a.tensors;
+  r.per_tensor = a.per_tensor;
+  if (scheme == Scheme::automatic) {
+    VerifyReport ss = r, st = r;
+    finish_scheme(a.ss, Scheme::spread_spectrum, expected, have_payload, a.elements, ss);
+    finish_scheme(a.stdm, Scheme::stdm, expected, have_payload, a.elements, st);
+    r = (!have_payload || ss.log10_p <= st.log10_p) ? std::move(ss) : std::move(st);
+    if (have_payload) {
+      r.log10_p = std::min(0.0, r.log10_p + std::log10(2.0));  // two tests, one verdict
+      r.p_value = std::pow(10.0, r.log10_p);
+    }
+  } else {
+    finish_scheme(scheme == Scheme::stdm ? a.stdm : a.ss, scheme, expected, have_payload, a.elements, r);
+  }
+  r.detected = have_payload && a.elements > 0 && r.log10_p <= log10_threshold;
+  return r;
+}
 
 std::vector<VerifyReport> run_verify(std::span<const NamedTensor> tensors, std::span<const Claim> claims,
                                      std::size_t num_bits, bool have_payload, const WatermarkOptions& options,
@@ -252,13 +374,15 @@ std::vector<VerifyReport> run_verify(std::span<const NamedTensor> tensors, std::
   }
   const auto selection = detail::select_tensors(tensors, options.policy);
   const auto L = static_cast<uint32_t>(num_bits);
-  const double strength = options.effective_strength();
+  const bool want_ss = options.scheme != Scheme::stdm, want_stdm = options.scheme != Scheme::spread_spectrum;
+  const double stdm_strength = options.strength_for(Scheme::stdm);
 
   std::vector<ClaimAccum> acc(claims.size());
-  for (auto& a : acc) {
-    a.soft.assign(L, 0.0);
-    a.weight.assign(L, 0.0);
-  }
+  for (auto& a : acc)
+    for (SchemeAccum* s : {&a.ss, &a.stdm}) {
+      s->soft.assign(L, 0.0);
+      s->weight.assign(L, 0.0);
+    }
   std::vector<detail::CarrierSpec> carriers(claims.size());
   std::vector<CorrelateStats> stats(claims.size());
 
@@ -278,97 +402,38 @@ std::vector<VerifyReport> run_verify(std::span<const NamedTensor> tensors, std::
       for (auto& a : acc) a.per_tensor.push_back(tr);
       continue;
     }
+    if (claims.empty()) continue;
     for (std::size_t k = 0; k < claims.size(); ++k) carriers[k] = derive_carrier(claims[k].key, t.name, L);
-    if (!claims.empty()) backend.correlate(t.view, carriers, stats);
-    if (!claims.empty() && stats[0].nonfinite > 0) {
-      skip_all(detail::concat("contains ", stats[0].nonfinite, " NaN/Inf values"));
+    backend.correlate(t.view, carriers, stats);
+    // NaN/Inf never switch a tensor off (that would let a few edited values hide the mark):
+    // the sums leave them out, and the statistic runs on the finite elements.
+    tr.nonfinite = stats[0].nonfinite;
+    const int64_t finite = tr.elements - tr.nonfinite;
+    if (!(stats[0].sum_sq > 0) || finite <= 0) {
+      skip_all(tr.nonfinite > 0 ? "no finite non-zero element" : "all elements are zero");
       continue;
     }
-    if (!claims.empty() && !(stats[0].sum_sq > 0)) {
-      skip_all("all elements are zero");
-      continue;
-    }
-    const double N = static_cast<double>(tr.elements);
+    const double N = static_cast<double>(finite);
     for (std::size_t k = 0; k < claims.size(); ++k) {
-      const CorrelateStats& st = stats[k];
       ClaimAccum& a = acc[k];
       const auto n = bit_counts(carriers[k], tr.elements);
       TensorReport r = tr;
       r.used = true;
-      if (options.scheme == Scheme::spread_spectrum) {
-        // Normalize each tensor by its own RMS so that the combined statistic weighs tensors
-        // by size, not by scale; the normalizer depends on w only, so Hoeffding still holds.
-        const double inv_rms = std::sqrt(N / st.sum_sq);
-        double T = 0;
-        for (uint32_t b = 0; b < L; ++b) {
-          a.soft[b] += st.bit_sums[b] * inv_rms;
-          a.weight[b] += static_cast<double>(n[b]);
-          T += payload_sign(claims[k].payload, b) * st.bit_sums[b];
-        }
-        r.z = T / std::sqrt(st.sum_sq);
-        a.z_num += std::sqrt(N) * r.z;
-      } else {
-        const double step = detail::stdm_step(strength, std::sqrt(st.sum_sq / N));
-        for (uint32_t b = 0; b < L; ++b) {
-          if (n[b] == 0) continue;
-          const double p = st.bit_sums[b] / static_cast<double>(n[b]);
-          const double w = static_cast<double>(n[b]);
-          a.soft[b] += w * detail::stdm_soft(p, step, stdm_dither_unit(carriers[k], b) * step);
-          a.weight[b] += w;
-        }
-      }
-      a.elements += tr.elements;
+      if (want_ss) add_spread_spectrum(stats[k], n, claims[k].payload, N, a.ss, r);
+      if (want_stdm) add_stdm(stats[k], carriers[k], n, stdm_strength, N, a.stdm);
+      a.elements += finite;
+      a.nonfinite += tr.nonfinite;
       a.tensors += 1;
       a.per_tensor.push_back(std::move(r));
     }
   }
   backend.synchronize();
 
-  std::vector<VerifyReport> out(claims.size());
+  std::vector<VerifyReport> out;
+  out.reserve(claims.size());
   const double log10_threshold = std::log10(options.p_threshold);
-  for (std::size_t k = 0; k < claims.size(); ++k) {
-    ClaimAccum& a = acc[k];
-    VerifyReport& r = out[k];
-    r.scheme = options.scheme;
-    r.bits = static_cast<int>(L);
-    r.elements = a.elements;
-    r.tensors = a.tensors;
-    r.per_tensor = std::move(a.per_tensor);
-    r.soft_bits.resize(L);
-    r.decoded.resize(L);
-    int agree = 0, covered = 0;
-    for (uint32_t b = 0; b < L; ++b) {
-      double soft = 0;
-      if (a.weight[b] > 0) {
-        soft = options.scheme == Scheme::spread_spectrum ? a.soft[b] / std::sqrt(a.weight[b]) : a.soft[b] / a.weight[b];
-        ++covered;
-      }
-      r.soft_bits[b] = static_cast<float>(soft);
-      r.decoded[b] = soft < 0 ? 1 : 0;
-      const bool ok = a.weight[b] > 0 && r.decoded[b] == claims[k].payload.bits[b];
-      agree += ok ? 1 : 0;
-      r.bit_errors += ok ? 0 : 1;
-    }
-    if (!have_payload) {
-      r.bit_errors = 0;
-      r.z = 0;
-      r.p_value = 1;
-      r.log10_p = 0;
-      r.detected = false;
-      continue;
-    }
-    if (options.scheme == Scheme::spread_spectrum) {
-      r.z = a.elements > 0 ? a.z_num / std::sqrt(static_cast<double>(a.elements)) : 0.0;
-      r.log10_p = hoeffding_log10_p(r.z);
-      r.p_value = hoeffding_p_value(r.z);
-    } else {
-      // Bits with no elements cannot agree by chance or otherwise: they leave the test.
-      r.log10_p = binomial_tail_log10(covered, agree);
-      r.p_value = std::pow(10.0, r.log10_p);
-      r.z = r.log10_p < 0 ? std::sqrt(-2.0 * r.log10_p * std::log(10.0)) : 0.0;
-    }
-    r.detected = a.elements > 0 && r.log10_p <= log10_threshold;
-  }
+  for (std::size_t k = 0; k < claims.size(); ++k)
+    out.push_back(finish_claim(acc[k], options.scheme, claims[k].payload, have_payload, log10_threshold));
   const double secs = seconds_since(t0);
   for (auto& r : out) r.seconds = secs;
   return out;

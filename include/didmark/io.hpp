@@ -64,6 +64,10 @@ struct NpyArray {
 /// the file and the problem).
 NpyArray read_npy(const std::filesystem::path& path);
 
+/// The .npy 1.0 header (magic, length, dict, padding to 64 bytes) of a C-order array; the
+/// data follows it. Errc::unsupported for dtypes numpy has not (bf16).
+std::string npy_header(DType dtype, std::span<const int64_t> shape);
+
 /// The .npy bytes of a contiguous host view (header + data). bf16 has no numpy dtype and
 /// is refused (Errc::unsupported).
 std::string npy_bytes(const TensorView& v);

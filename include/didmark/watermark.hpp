@@ -62,7 +62,10 @@ struct Payload {
 inline constexpr std::size_t kMaxPayloadBits = 4096;
 inline constexpr std::size_t kDefaultPayloadBits = 256;
 
-enum class Scheme : uint8_t { spread_spectrum, stdm };
+/// spread_spectrum and stdm are marks; `automatic` is for verification only: both tests run on
+/// the same pass and the report names the one that matched (its p-value doubled, Bonferroni
+/// over the two tests).
+enum class Scheme : uint8_t { spread_spectrum, stdm, automatic };
 std::string_view scheme_name(Scheme s) noexcept;
 std::optional<Scheme> parse_scheme(std::string_view s) noexcept;
 
@@ -85,7 +88,8 @@ struct EligibilityPolicy {
 struct WatermarkOptions {
   Scheme scheme = Scheme::spread_spectrum;
   /// Target relative change ||dw|| / ||w|| per tensor. Unset: 0.005 for spread spectrum,
-  /// 0.001 for STDM. 16-bit tensors add their rounding on top (reported exactly).
+  /// 0.001 for STDM (the STDM test needs the embed strength: its lattice step follows it).
+  /// 16-bit tensors add their rounding on top (reported exactly).
   std::optional<double> strength;
   /// Spread spectrum only: fraction (0..1) of the host's own projection removed per bit
   /// (improved spread spectrum, Malvar & Florencio 2003). Costs ~lambda*sqrt(L/N) extra
@@ -97,7 +101,10 @@ struct WatermarkOptions {
   double p_threshold = 1e-9;
   EligibilityPolicy policy;
 
+  /// The strength `scheme` uses (for automatic: spread spectrum's).
   double effective_strength() const noexcept;
+  /// The strength a given scheme uses under these options.
+  double strength_for(Scheme s) const noexcept;
   /// Ask for strength `s` and let the change budget follow it: max_relative_change becomes
   /// at least 2 s, room for 16-bit rounding on top of the step. (Set max_relative_change
   /// afterwards to pin the budget.)
@@ -118,6 +125,8 @@ struct TensorReport {
   std::string skip_reason;   ///< why not, when !used
   double relative_change = 0;  ///< embed: ||dw|| / ||w|| as stored
   double z = 0;              ///< verify (spread spectrum): this tensor's own z-score
+  /// verify: NaN/Inf elements, left out of the statistic (as if 0); the tensor still counts.
+  int64_t nonfinite = 0;
 };
 
 struct EmbedReport {
@@ -143,11 +152,16 @@ struct VerifyReport {
   double log10_p = 0;    ///< log10 of p_value, finite where p_value underflows
   int bits = 0;
   int bit_errors = 0;    ///< decoded bits that differ from the expected payload
-  int64_t elements = 0;
+  int64_t elements = 0;          ///< finite elements tested
   int tensors = 0;
+  /// NaN/Inf elements found in the tested tensors. They are left out of the statistic; the
+  /// carriers at those positions are independent of the rest, so the bound still holds on
+  /// the finite elements (docs/watermark.md).
+  int64_t nonfinite = 0;
   std::vector<float> soft_bits;   ///< per-bit z (spread spectrum) or mean lattice agreement (STDM)
   std::vector<uint8_t> decoded;   ///< hard decisions
   std::vector<TensorReport> per_tensor;
+  /// The scheme tested (with Scheme::automatic asked: the one that matched better).
   Scheme scheme = Scheme::spread_spectrum;
   double seconds = 0;
 };

@@ -286,7 +286,10 @@ TEST(Watermark, NonFiniteTensorsSkippedByPolicyRefusedByName) {
   EXPECT_EQ(inplace[0].bytes, model[0].bytes);
   const auto vr = verify(test::named(out), key, payload, opts());
   EXPECT_TRUE(vr.detected);
-  EXPECT_FALSE(vr.per_tensor[0].used);
+  // Verification never switches a tensor off for NaN/Inf: it counts the finite elements.
+  EXPECT_TRUE(vr.per_tensor[0].used);
+  EXPECT_EQ(vr.per_tensor[0].nonfinite, 1);
+  EXPECT_EQ(vr.nonfinite, 1);
 
   WatermarkOptions named;
   named.policy.names = {"layers.0.attn.weight"};
@@ -298,7 +301,37 @@ TEST(Watermark, NonFiniteTensorsSkippedByPolicyRefusedByName) {
     EXPECT_NE(std::string(e.what()).find("layers.0.attn.weight"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos);
   }
-  EXPECT_THROW(verify(test::named(model), key, payload, named), Error);
+  EXPECT_EQ(verify(test::named(model), key, payload, named).nonfinite, 1);
+}
+
+// The 28-byte attack of issue 20: one NaN (or Inf) written into every marked tensor used to
+// make verify skip them all ("not detected, 0 elements"). The mark must still be found, with
+// the same bound, and the edited elements reported.
+TEST(Watermark, ANonFiniteValuePerTensorDoesNotHideTheMark) {
+  auto model = small_model(DType::f32, 100, 4096);
+  const auto key = test::random_key(31);
+  const auto payload = test::random_payload(32);
+  const auto er = embed_in_place(test::named(model), key, payload, opts());
+  ASSERT_GT(er.tensors_marked, 0);
+  const auto before = verify(test::named(model), key, payload, opts());
+  ASSERT_TRUE(before.detected);
+  int edited = 0;
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    if (!er.tensors[i].used) continue;
+    static_cast<float*>(model[i].view.data)[model[i].numel() / 2] = edited % 2 ? INFINITY : NAN;
+    ++edited;
+  }
+  ASSERT_EQ(edited, 2);
+  const auto after = verify(test::named(model), key, payload, opts());
+  EXPECT_TRUE(after.detected) << "z " << after.z;
+  EXPECT_EQ(after.tensors, before.tensors);
+  EXPECT_EQ(after.nonfinite, edited);
+  EXPECT_EQ(after.elements, before.elements - edited);
+  EXPECT_NEAR(after.z, before.z, 0.05 * before.z);
+  // Unmarked, the same edits do not make a mark appear.
+  auto clean = small_model(DType::f32, 100, 4096);
+  for (auto& b : clean) static_cast<float*>(b.view.data)[3] = NAN;
+  EXPECT_FALSE(verify(test::named(clean), key, payload, opts()).detected);
 }
 
 TEST(Watermark, BadInputsGetClearErrors) {

@@ -10,6 +10,7 @@
 #include "didmark/detail/convert.hpp"
 #include "backend/attribution_ops.hpp"
 #include "backend/cpu/dense/dense.hpp"
+#include "common/radix_sort.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/error.hpp"
 
@@ -60,29 +61,9 @@ struct RadixScratch {
 
   // Sort items[0]; returns the index (0 or 1) of the buffer holding the result.
   int sort(int64_t n) {
-    std::fill(hist.begin(), hist.end(), 0u);
-    const Item* src0 = items[0].data();
-    for (int64_t i = 0; i < n; ++i)
-      for (int p = 0; p < kPasses; ++p) ++hist[static_cast<std::size_t>(p) * kRadix + digit(src0[i], p)];
-    int cur = 0;
-    for (int p = 0; p < kPasses; ++p) {
-      uint32_t* h = hist.data() + static_cast<std::size_t>(p) * kRadix;
-      if (h[digit(items[cur][0], p)] == static_cast<uint32_t>(n)) continue;  // one digit value: nothing moves
-      uint32_t sum = 0;
-      for (uint32_t d = 0; d < kRadix; ++d) {
-        const uint32_t c = h[d];
-        h[d] = sum;
-        sum += c;
-      }
-      const Item* src = items[cur].data();
-      Item* dst = items[1 - cur].data();
-      for (int64_t i = 0; i < n; ++i) {
-        const Item it = src[i];
-        dst[h[digit(it, p)]++] = it;
-      }
-      cur = 1 - cur;
-    }
-    return cur;
+    const Item* r = detail::lsd_radix_sort(items[0].data(), items[1].data(), static_cast<std::size_t>(n), kPasses, kRadix,
+                                   digit, hist.data());
+    return r == items[0].data() ? 0 : 1;
   }
 };
 
