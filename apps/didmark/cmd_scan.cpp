@@ -27,7 +27,7 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
   CLI::App* cmd = app.add_subcommand("scan", "Scan files and folders for the marks of every registered owner");
   cmd->add_option("PATH", f->paths, "Files and folders (walked recursively)")->required();
   add_owner_options(*cmd, f->mark, false, true);
-  add_mark_options(*cmd, f->mark);
+  add_mark_options(*cmd, f->mark, true);
   cmd->add_option("-j,--jobs", f->jobs, "Files verified in parallel")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->footer(
       "Writes JSON Lines on stdout, one line per file in path order:\n"

@@ -19,7 +19,7 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   CLI::App* cmd = app.add_subcommand("verify", "Verify owners' marks in a checkpoint or dataset (blind)");
   cmd->add_option("IN", f->input, "File (or folder of a sharded checkpoint)")->required();
   add_owner_options(*cmd, f->mark, true, true);
-  add_mark_options(*cmd, f->mark);
+  add_mark_options(*cmd, f->mark, true);
   cmd->footer(
       "One verdict per owner: did, status (detected, not_detected, no_eligible_data), detected, z,\n"
       "p_value (a bound on the chance of this score without the mark), bit_errors, bits, elements,\n"

@@ -7,10 +7,16 @@
 
 namespace didmark::cli {
 
-void add_mark_options(CLI::App& cmd, MarkFlags& f) {
-  cmd.add_option("--scheme", f.scheme, "Watermark scheme: spread-spectrum or stdm (verify with the one embedded)")
-      ->check(CLI::IsMember({"spread-spectrum", "stdm"}))
-      ->capture_default_str();
+void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
+  f.verifying = verifying;
+  if (verifying)
+    cmd.add_option("--scheme", f.scheme,
+                   "Scheme to test: auto (default: both in one pass, the report names the one that matched; its "
+                   "p-value is doubled for the two tests), spread-spectrum or stdm")
+        ->check(CLI::IsMember({"auto", "spread-spectrum", "stdm"}));
+  else
+    cmd.add_option("--scheme", f.scheme, "Watermark scheme: spread-spectrum (default) or stdm")
+        ->check(CLI::IsMember({"spread-spectrum", "stdm"}));
   cmd.add_option("--strength", f.strength,
                  "Relative change ||dw||/||w|| per tensor (default 0.005 spread spectrum, 0.001 STDM)")
       ->check(CLI::PositiveNumber);
@@ -81,8 +87,9 @@ void add_owner_options(CLI::App& cmd, MarkFlags& f, bool with_id, bool with_regi
 
 WatermarkOptions watermark_options(const MarkFlags& f) {
   WatermarkOptions o;
-  const auto s = parse_scheme(f.scheme);
-  DIDMARK_EXPECTS(s.has_value(), invalid_argument, "--scheme '", f.scheme, "' is not spread-spectrum or stdm");
+  const std::string name = !f.scheme.empty() ? f.scheme : f.verifying ? "auto" : "spread-spectrum";
+  const auto s = parse_scheme(name);
+  DIDMARK_EXPECTS(s.has_value(), invalid_argument, "--scheme '", name, "' is not auto, spread-spectrum or stdm");
   o.scheme = *s;
   if (f.strength > 0) o.set_strength(f.strength);
   if (f.max_change > 0) o.max_relative_change = f.max_change;

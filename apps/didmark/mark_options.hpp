@@ -15,7 +15,8 @@ struct MarkFlags {
   std::string id_file;
   std::string registry;
   std::string did;
-  std::string scheme = "spread-spectrum";
+  std::string scheme;     ///< empty: spread-spectrum to embed, auto to verify
+  bool verifying = false;  ///< set by add_mark_options
   double strength = 0;    ///< 0: the scheme's (or format's) default
   double max_change = 0;  ///< 0: max(0.01, 2 x strength)
   double p_threshold = 1e-9;
@@ -31,7 +32,8 @@ struct MarkFlags {
 };
 
 /// --scheme, --strength, --p-threshold, --tensors, --format and the dataset options.
-void add_mark_options(CLI::App& cmd, MarkFlags& f);
+/// `verifying`: --scheme defaults to auto (both schemes tested) instead of spread-spectrum.
+void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying = false);
 /// --id, or --registry with an optional --did (verify and scan).
 void add_owner_options(CLI::App& cmd, MarkFlags& f, bool with_id, bool with_registry);
 

@@ -53,10 +53,11 @@ const char* code_name(StatusCode c) {
 
 WatermarkOptions watermark_options(const v1::MarkOptions& mo) {
   WatermarkOptions o;
+  o.scheme = Scheme::automatic;  // verification tests both schemes unless told which
   if (!mo.scheme().empty()) {
     const auto s = parse_scheme(mo.scheme());
     DIDMARK_EXPECTS(s.has_value(), invalid_argument, "options.scheme '", mo.scheme(),
-                    "' is not spread-spectrum or stdm");
+                    "' is not auto, spread-spectrum or stdm");
     o.scheme = *s;
   }
   if (mo.p_threshold() != 0) {

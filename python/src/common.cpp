@@ -150,7 +150,7 @@ WatermarkOptions watermark_options(const std::string& scheme, const std::optiona
                                    const std::optional<std::vector<std::string>>& names) {
   WatermarkOptions o;
   const auto s = parse_scheme(scheme);
-  DIDMARK_EXPECTS(s.has_value(), invalid_argument, "scheme '", scheme, "' is not spread-spectrum or stdm");
+  DIDMARK_EXPECTS(s.has_value(), invalid_argument, "scheme '", scheme, "' is not auto, spread-spectrum or stdm");
   o.scheme = *s;
   if (strength) o.set_strength(*strength);
   if (max_change) o.max_relative_change = *max_change;

@@ -263,9 +263,9 @@ void bind_watermark(py::module_& m) {
         "in_place=True) and the embed report. Raises didmark.Error when no tensor can be marked or a "
         "tensor would change by more than max_change.");
   m.def("verify", &verify_arrays, "tensors"_a, "key"_a, "owner"_a = py::none(), py::kw_only(),
-        "scheme"_a = "spread-spectrum", "p_threshold"_a = 1e-9, "include"_a = py::none(), "names"_a = py::none(),
+        "scheme"_a = "auto", "p_threshold"_a = 1e-9, "include"_a = py::none(), "names"_a = py::none(),
         "device"_a = "auto",
-        "verify(tensors, key, owner=None, *, scheme='spread-spectrum', p_threshold=1e-9, include=None, "
+        "verify(tensors, key, owner=None, *, scheme='auto', p_threshold=1e-9, include=None, "
         "names=None, device='auto') -> dict\n\n"
         "Blind verification of (key, owner) in {name: array}, reading the arrays in place (no copy). "
         "Returns the CLI verdict fields: did, detected, z, p_value, log10_p, bit_errors, bits, "
@@ -280,10 +280,10 @@ void bind_watermark(py::module_& m) {
         "into a new file, and return what `didmark embed --json` prints. `identity` is an Identity or the "
         "path of an identity file. The output is written atomically; an existing one only with force=True.");
   m.def("verify_file", &verify_file, "input"_a, "identity"_a = py::none(), py::kw_only(), "key"_a = py::none(),
-        "did"_a = py::none(), "registry"_a = py::none(), "scheme"_a = "spread-spectrum", "p_threshold"_a = 1e-9,
+        "did"_a = py::none(), "registry"_a = py::none(), "scheme"_a = "auto", "p_threshold"_a = 1e-9,
         "include"_a = py::none(), "format"_a = py::none(), "ids"_a = py::none(), "fixed_order"_a = false,
         "device"_a = "auto",
-        "verify_file(input, identity=None, *, key=None, did=None, registry=None, scheme='spread-spectrum', "
+        "verify_file(input, identity=None, *, key=None, did=None, registry=None, scheme='auto', "
         "p_threshold=1e-9, include=None, format=None, ids=None, fixed_order=False, device='auto') -> dict\n\n"
         "Verify any input `didmark verify` takes for one owner (identity=, or key= with did=) or every owner "
         "of a registry (registry=, optionally did= to pick one), reading the file once. The file's kind is "

@@ -131,7 +131,9 @@ class ServerTest : public ::testing::Test {
   static VerifyReport library_verify(const fs::path& p, const Identity& who) {
     const std::vector<Claim> claims{{who.watermark_key(), did_codeword(who.did())}};
     auto backend = make_backend(Device::cpu);
-    return verify_checkpoint(p, CheckpointFormat::safetensors, claims, {}, *backend).at(0);
+    WatermarkOptions o;
+    o.scheme = Scheme::automatic;  // the server's default, as the CLI's
+    return verify_checkpoint(p, CheckpointFormat::safetensors, claims, o, *backend).at(0);
   }
 
   static fs::path* dir_;
