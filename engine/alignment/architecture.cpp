@@ -16,6 +16,7 @@ struct Rule {
   const char* dim0;
   const char* dim1;  // nullptr for rank-1 tensors
   int out_axis;
+  const char* roles = nullptr;  // per axis '+', '-' or '0' when not the default (see ArchTensor)
 };
 
 // clang-format off
@@ -28,8 +29,8 @@ const Rule kRules[] = {
   {"bert", "embeddings.LayerNorm.bias", "hidden", nullptr, 0},
   {"bert", "layer.{L}.attention.self.query.weight", "L.qk", "hidden", 0},
   {"bert", "layer.{L}.attention.self.query.bias", "L.qk", nullptr, 0},
-  {"bert", "layer.{L}.attention.self.key.weight", "L.qk", "hidden", 0},
-  {"bert", "layer.{L}.attention.self.key.bias", "L.qk", nullptr, 0},
+  {"bert", "layer.{L}.attention.self.key.weight", "L.qk", "hidden", 0, "--"},
+  {"bert", "layer.{L}.attention.self.key.bias", "L.qk", nullptr, 0, "-"},
   {"bert", "layer.{L}.attention.self.value.weight", "L.vo", "hidden", 0},
   {"bert", "layer.{L}.attention.self.value.bias", "L.vo", nullptr, 0},
   {"bert", "layer.{L}.attention.output.dense.weight", "hidden", "L.vo", 0},
@@ -76,14 +77,14 @@ const Rule kRules[] = {
   {"llama", "layers.{L}.post_feedforward_layernorm.weight", "hidden", nullptr, 0},
   {"llama", "layers.{L}.self_attn.q_proj.weight", "L.q", "hidden", 0},
   {"llama", "layers.{L}.self_attn.q_proj.bias", "L.q", nullptr, 0},
-  {"llama", "layers.{L}.self_attn.k_proj.weight", "L.k", "hidden", 0},
-  {"llama", "layers.{L}.self_attn.k_proj.bias", "L.k", nullptr, 0},
+  {"llama", "layers.{L}.self_attn.k_proj.weight", "L.k", "hidden", 0, "--"},
+  {"llama", "layers.{L}.self_attn.k_proj.bias", "L.k", nullptr, 0, "-"},
   {"llama", "layers.{L}.self_attn.v_proj.weight", "L.v", "hidden", 0},
   {"llama", "layers.{L}.self_attn.v_proj.bias", "L.v", nullptr, 0},
   {"llama", "layers.{L}.self_attn.o_proj.weight", "hidden", "L.o", 0},
   {"llama", "layers.{L}.self_attn.o_proj.bias", "hidden", nullptr, 0},
-  {"llama", "layers.{L}.mlp.gate_proj.weight", "L.ffn", "hidden", 0},
-  {"llama", "layers.{L}.mlp.gate_proj.bias", "L.ffn", nullptr, 0},
+  {"llama", "layers.{L}.mlp.gate_proj.weight", "L.ffn", "hidden", 0, "0-"},
+  {"llama", "layers.{L}.mlp.gate_proj.bias", "L.ffn", nullptr, 0, "0"},
   {"llama", "layers.{L}.mlp.up_proj.weight", "L.ffn", "hidden", 0},
   {"llama", "layers.{L}.mlp.up_proj.bias", "L.ffn", nullptr, 0},
   {"llama", "layers.{L}.mlp.down_proj.weight", "hidden", "L.ffn", 0},
@@ -146,6 +147,7 @@ ArchMap infer_architecture(const std::vector<TensorShape>& tensors) {
     std::string labels[2];
     int rank = 0;
     int out_axis = 0;
+    std::array<int8_t, 2> roles{1, -1};
   };
   std::vector<Hit> hits(tensors.size());
   std::map<std::string, int> arch_votes;
@@ -160,6 +162,10 @@ ArchMap infer_architecture(const std::vector<TensorShape>& tensors) {
       hits[t].labels[0] = expand(r.dim0, layer);
       if (r.dim1) hits[t].labels[1] = expand(r.dim1, layer);
       hits[t].out_axis = r.out_axis;
+      hits[t].roles = r.out_axis == 0 ? std::array<int8_t, 2>{1, -1} : std::array<int8_t, 2>{-1, 1};
+      if (rank == 1) hits[t].roles = {1, 0};
+      for (int a = 0; r.roles && a < rank && r.roles[a]; ++a)
+        hits[t].roles[static_cast<std::size_t>(a)] = static_cast<int8_t>(r.roles[a] == '+' ? 1 : r.roles[a] == '-' ? -1 : 0);
       arch_votes[r.arch] += 1;
       break;
     }
@@ -206,6 +212,7 @@ ArchMap infer_architecture(const std::vector<TensorShape>& tensors) {
   for (std::size_t t = 0; t < tensors.size(); ++t) {
     const Hit& h = hits[t];
     m.tensors[t].out_axis = h.out_axis;
+    m.tensors[t].roles = h.roles;
     for (int a = 0; a < h.rank; ++a) {
       std::string label = h.labels[a];
       if (auto r = rename.find(label); r != rename.end()) label = r->second;

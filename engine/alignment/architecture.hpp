@@ -21,7 +21,12 @@ struct ArchDim {
 
 struct ArchTensor {
   std::array<int, 2> dims{-1, -1};  ///< per axis (rank 1: dims[0] only)
-  int out_axis = 0;
+  int out_axis = 0;                 ///< the storage convention: 0 for [out, in], 1 for [in, out]
+  /// How a per-index rescaling by a (or a sign flip) of the axis' dimension reaches this
+  /// tensor: +1 its slice is multiplied by a (it produces the index), -1 divided (it consumes
+  /// it, or pairs with a producer, as keys with queries), 0 untouched (a gate: SiLU is
+  /// neither homogeneous nor odd).
+  std::array<int8_t, 2> roles{1, -1};
 };
 
 struct ArchMap {

@@ -250,10 +250,12 @@ const Descriptors& Realigner::suspect_desc(int u) {
 
 float Realigner::multiplier(int d, int k, int a, int64_t i) const {
   const DimState& s = dims_[static_cast<std::size_t>(d)];
+  const int role = sk_.tensors[static_cast<std::size_t>(k)].roles[static_cast<std::size_t>(a)];
+  if (role == 0) return 1.0f;
   float m = s.sign[static_cast<std::size_t>(i)];
   if (s.scaled) {
     const float f = s.factor[static_cast<std::size_t>(i)];
-    m *= a == sk_.tensors[static_cast<std::size_t>(k)].out_axis ? 1.0f / f : f;
+    m *= role > 0 ? 1.0f / f : f;
   }
   return m;
 }
@@ -374,7 +376,7 @@ bool Realigner::recover(int d) {
   // an attack on positions and does not change z.
   st.factor.assign(static_cast<std::size_t>(n), 1.0f);
   if (use_source && cols.scale_cols > 0) {
-    const bool out_side = sd.source_axis == sk_.tensors[static_cast<std::size_t>(sd.source)].out_axis;
+    const bool out_side = sk_.tensors[static_cast<std::size_t>(sd.source)].roles[static_cast<std::size_t>(sd.source_axis)] > 0;
     std::vector<double> logs;
     for (int64_t i = 0; i < n; ++i)
       if (best.src[static_cast<std::size_t>(i)] >= 0 && best.scale[static_cast<std::size_t>(i)] > 0)

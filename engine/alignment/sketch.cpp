@@ -79,7 +79,7 @@ Plan plan_recovery(const AlignmentSketch& sk) {
     for (std::size_t d = 0; d < D; ++d) {
       if (known[d]) continue;
       int best = -1, best_axis = 0;
-      std::tuple<int, int, int64_t> best_key{-1, -1, -1};
+      std::tuple<int, int, int, int64_t> best_key{-1, -1, -1, -1};
       for (std::size_t t = 0; t < sk.tensors.size(); ++t) {
         const SketchTensor& st = sk.tensors[t];
         if (st.shape.size() != 2 || !is_float(st.dtype)) continue;
@@ -88,7 +88,9 @@ Plan plan_recovery(const AlignmentSketch& sk) {
           if (st.dims[static_cast<std::size_t>(a)] != static_cast<int>(d) || other < 0 || other == static_cast<int>(d) ||
               !known[static_cast<std::size_t>(other)] || st.shape[static_cast<std::size_t>(1 - a)] < 2)
             continue;
-          const std::tuple<int, int, int64_t> key{st.marked ? 0 : 1, a == 1 ? 1 : 0, st.shape[static_cast<std::size_t>(1 - a)]};
+          // A source whose slices a rescaling never reaches (role 0) cannot tell signs and scales.
+          const std::tuple<int, int, int, int64_t> key{st.roles[static_cast<std::size_t>(a)] != 0 ? 1 : 0, st.marked ? 0 : 1,
+                                                       a == 1 ? 1 : 0, st.shape[static_cast<std::size_t>(1 - a)]};
           if (key > best_key) {
             best_key = key;
             best = static_cast<int>(t);
@@ -186,6 +188,7 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
     st.shape = t.view.shape;
     st.dims = arch.tensors[i].dims;
     st.out_axis = arch.tensors[i].out_axis;
+    st.roles = arch.tensors[i].roles;
     st.marked = selection[i].eligible && is_float(t.view.dtype);
     if (st.marked) marked_elements += t.view.numel();
     sk.model_bytes += t.view.nbytes();

@@ -162,6 +162,7 @@ std::string AlignmentSketch::serialize() const {
     e["shape"] = t.shape;
     e["dims"] = Json::array({t.dims[0], t.dims[1]});
     e["out_axis"] = t.out_axis;
+    e["roles"] = Json::array({t.roles[0], t.roles[1]});
     e["marked"] = t.marked;
     e["rms"] = t.rms;
     e["row_quantiles"] = t.row_quantiles;
@@ -294,6 +295,13 @@ AlignmentSketch AlignmentSketch::parse(std::span<const unsigned char> bytes, std
       t.dims[static_cast<std::size_t>(a)] = static_cast<int>(d);
     }
     t.out_axis = static_cast<int>(r.integer(e, "out_axis", w, 0, 1));
+    const Json& roles = r.field(e, "roles", w);
+    r.expect(roles.is_array() && roles.size() == 2, w + " has a bad roles entry");
+    for (int a = 0; a < 2; ++a) {
+      const Json& x = roles[static_cast<std::size_t>(a)];
+      r.expect(x.is_number_integer() && x.get<int64_t>() >= -1 && x.get<int64_t>() <= 1, w + " has a bad roles entry");
+      t.roles[static_cast<std::size_t>(a)] = static_cast<int8_t>(x.get<int64_t>());
+    }
     t.marked = r.boolean(e, "marked", w);
     t.rms = static_cast<float>(r.number(e, "rms", w));
     for (const char* key : {"row_quantiles", "col_quantiles"}) {

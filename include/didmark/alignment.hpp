@@ -102,9 +102,12 @@ struct SketchTensor {
   DType dtype = DType::f32;
   std::vector<int64_t> shape;   ///< as stored; rank >= 2 is seen as [shape[0], rest]
   std::array<int, 2> dims{-1, -1};  ///< dimension of each axis (index into dims), -1: none
-  /// Which axis produces its dimension (PyTorch Linear [out, in]: 0; GPT-2 Conv1D: 1). A ReLU
-  /// neuron rescaled by a multiplies its producing slice by a and its consuming slice by 1/a.
+  /// Storage convention: the output axis (PyTorch Linear [out, in]: 0; GPT-2 Conv1D: 1).
   int out_axis = 0;
+  /// Per axis, how a thief's per-index rescaling by a (ReLU-family neurons, query/key pairs)
+  /// or sign flip reaches this tensor: +1 the slice is multiplied by a, -1 divided by a, 0 left
+  /// alone (a gate projection: SiLU allows neither).
+  std::array<int8_t, 2> roles{1, -1};
   bool marked = false;  ///< eligible under the watermark policy the sketch was made with
   float rms = 0;        ///< sqrt(mean w^2)
   /// Descriptors for matching by content when names do not match: 16 quantiles of the
@@ -164,8 +167,9 @@ struct SketchOptions {
   /// Sketch every recoverable dimension. Otherwise just enough layers for target_z.
   bool all = false;
   /// The expected z after realignment (strength * sqrt(realignable marked elements, held-out
-  /// slices excluded)) that the default subset must reach.
-  double target_z = 10;
+  /// slices excluded)) that the default subset must reach: 12 leaves room for the host's own
+  /// +-1 and a 10% loss to quantization or pruning above z = 10.
+  double target_z = 12;
   /// The options the mark was embedded with: which tensors are marked, at what strength.
   WatermarkOptions watermark;
   /// Arrays: rows kept (0: ceil(1.25 * D), at least 64, capped at the array's rows).

@@ -456,6 +456,42 @@ inline void add_dummy_neurons(Model& m, int64_t l, int64_t k, uint64_t seed) {
   transform_ffn(m, l, random_perm(F + k, seed + 1));  // hide them among the others
 }
 
+/// Remove FFN neurons of layer l (lossy: a pruning of whole neurons).
+inline void remove_neurons(Model& m, int64_t l, const std::vector<int64_t>& drop) {
+  const std::string p = layer_prefix(m, l);
+  auto keep_rows = [&](Buffer& b) {
+    const int64_t R = b.view.shape[0], C = b.view.rank() == 1 ? 1 : b.view.shape[1];
+    std::vector<int64_t> keep;
+    for (int64_t i = 0; i < R; ++i)
+      if (std::find(drop.begin(), drop.end(), i) == drop.end()) keep.push_back(i);
+    auto shape = b.view.shape;
+    shape[0] = static_cast<int64_t>(keep.size());
+    Buffer out(b.name, DType::f32, shape);
+    for (std::size_t i = 0; i < keep.size(); ++i) std::copy(f32(b) + keep[i] * C, f32(b) + (keep[i] + 1) * C, f32(out) + static_cast<int64_t>(i) * C);
+    b = out;
+  };
+  auto keep_cols = [&](Buffer& b) {
+    const int64_t R = b.view.shape[0], C = b.view.shape[1];
+    std::vector<int64_t> keep;
+    for (int64_t j = 0; j < C; ++j)
+      if (std::find(drop.begin(), drop.end(), j) == drop.end()) keep.push_back(j);
+    const auto K = static_cast<int64_t>(keep.size());
+    Buffer out(b.name, DType::f32, {R, K});
+    for (int64_t i = 0; i < R; ++i)
+      for (int64_t j = 0; j < K; ++j) f32(out)[i * K + j] = f32(b)[i * C + keep[static_cast<std::size_t>(j)]];
+    b = out;
+  };
+  if (m.cfg.arch == Arch::bert) {
+    keep_rows(m.at(p + "intermediate.dense.weight"));
+    keep_rows(m.at(p + "intermediate.dense.bias"));
+    keep_cols(m.at(p + "output.dense.weight"));
+  } else {
+    keep_rows(m.at(p + "mlp.gate_proj.weight"));
+    keep_rows(m.at(p + "mlp.up_proj.weight"));
+    keep_cols(m.at(p + "mlp.down_proj.weight"));
+  }
+}
+
 inline void rename(Model& m, const std::string& prefix) {
   for (auto& b : m.tensors) b.name = prefix + b.name.substr(m.prefix.size());
   m.prefix = prefix;
