@@ -332,7 +332,9 @@ bool Realigner::recover(int d) {
   bool transposed = use_source && src_map.transposed;
   Columns cols = columns(d, use_source, transposed);
   MatchResult best;
-  auto good = [&](const MatchResult& r) { return r.matched >= std::max<int64_t>(1, n / 10); };
+  // Most indices must find their partner: a few spurious pairs above the threshold happen
+  // between unrelated matrices, half of them do not.
+  auto good = [&](const MatchResult& r) { return r.matched >= std::max<int64_t>(1, (n + 1) / 2); };
   if (cols.n2 >= 0 && cols.m > 0) {
     best = match_signatures({n, cols.n2, cols.m, cols.a.data(), cols.b.data(), cols.scale_cols});
   }
@@ -342,7 +344,7 @@ bool Realigner::recover(int d) {
     const SketchTensor& t = sk_.tensors[static_cast<std::size_t>(sd.source)];
     const auto s = sus_shape(sd.source);
     const bool square = s[0] == s[1] || (t.rows() == t.cols());
-    if (square && (!good(best) || best.matched < n / 2)) {
+    if (square && !good(best)) {
       Columns alt = columns(d, true, !transposed);
       if (alt.n2 >= 0 && alt.m > 0) {
         MatchResult r = match_signatures({n, alt.n2, alt.m, alt.a.data(), alt.b.data(), alt.scale_cols});
