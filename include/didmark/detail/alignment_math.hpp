@@ -2,8 +2,9 @@
 // Per-element formulas of the alignment ops, shared by the CPU loops
 // (engine/backend/cpu/alignment_cpu.cpp) and the CUDA kernels (kernels/alignment.cu).
 //
-// Descriptor sums are reduced in one fixed order on every device, in double (the square of a
-// 32- or 16-bit value is exact in double, so fused and separate multiply-adds agree):
+// Descriptor sums are reduced in one fixed order on every device, in double over values rounded
+// to float (the square of a float is exact in double, so fused and separate multiply-adds
+// agree):
 //  * row sums of squares: 32 lanes, lane l adding elements l, l + 32, l + 64, ... in order,
 //    then the tree lane[i] += lane[i + h] for h = 16, 8, 4, 2, 1 (a warp does the same with
 //    shuffles);
@@ -33,9 +34,9 @@ DIDMARK_HD DIDMARK_FORCEINLINE float align_load(const void* p, int64_t i, AlignE
   }
 }
 
-/// Element i as double (exact for every type).
+/// Element i for the descriptor sums: rounded to float first (f64 inputs too), so that its
+/// square is exact in double and a fused multiply-add gives the same sum as a separate one.
 DIDMARK_HD DIDMARK_FORCEINLINE double align_load_f64(const void* p, int64_t i, AlignElem t) {
-  if (t == AlignElem::f64) return static_cast<const double*>(p)[i];
   return static_cast<double>(align_load(p, i, t));
 }
 
