@@ -39,7 +39,9 @@ AlignmentSketch make_array_sketch(const TensorView& marked, std::span<const int6
   const int64_t N = marked.shape[0], D = marked.shape[1];
   DIDMARK_EXPECTS(N > 0 && D > 0, invalid_argument, "the marked array is empty");
   DIDMARK_EXPECTS(options.array_rows >= 0, invalid_argument, "array_rows must not be negative");
-  const int64_t want = options.array_rows > 0 ? options.array_rows : std::max<int64_t>(64, (5 * D + 3) / 4);
+  // Procrustes needs more shared rows than features; 2.5 D leaves room for a suspect that
+  // kept half the rows, and 1% of a large array for much smaller subsets.
+  const int64_t want = options.array_rows > 0 ? options.array_rows : std::max<int64_t>({64, (5 * D + 1) / 2, N / 100});
   // The rows with the smallest public hash of their id (first occurrence of an id): any subset
   // of the array keeps exactly those of its rows that are in the sample.
   std::vector<std::pair<uint64_t, int64_t>> order;
@@ -142,7 +144,9 @@ RealignedArray realign_array_for_owner(const TensorView& suspect, std::span<cons
   std::snprintf(note, sizeof note, "rotation from %lld shared rows: residual %.3f", static_cast<long long>(k), resid);
   rep.notes.push_back(note);
   if (!(resid < 0.5)) return finish("the shared rows do not fit any rotation: not the sketched array");
-  if ((Q - MatD::Identity(D, D)).cwiseAbs().maxCoeff() < 1e-3) return finish("the features are in their original order");
+  // Untouched features give Q = I up to the sketch's int8 rounding; a rotation or a
+  // permutation leaves most of the diagonal far from 1.
+  if (Q.diagonal().minCoeff() > 0.9) return finish("the features are in their original order");
 
   // A signed permutation is undone exactly by moving columns; anything else by a GEMM.
   std::vector<int64_t> col_src(static_cast<std::size_t>(D));

@@ -172,7 +172,9 @@ struct SketchOptions {
   double target_z = 12;
   /// The options the mark was embedded with: which tensors are marked, at what strength.
   WatermarkOptions watermark;
-  /// Arrays: rows kept (0: ceil(1.25 * D), at least 64, capped at the array's rows).
+  /// Arrays: rows kept (0: the largest of 2.5 D, 1% of the rows and 64, capped at the rows).
+  /// A suspect needs D + 8 of them to be realigned, so this bounds the smallest subset that
+  /// can still be realigned (about 40% of a 6,000-row array of 384 features; 1% of a large one).
   int64_t array_rows = 0;
 };
 
