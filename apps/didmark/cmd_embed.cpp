@@ -6,6 +6,7 @@
 #include "didmark/error.hpp"
 #include "formats.hpp"
 #include "mark_options.hpp"
+#include "sketch_hooks.hpp"
 
 namespace didmark::cli {
 namespace {
@@ -58,7 +59,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       job.options = watermark_options(f->mark);
       job.force = f->force;
       job.globals = &g;
-      const EmbedResult r = h.embed(job);
+      const EmbedResult r = embed_with_sketch(job, h.name, [&] { return h.embed(job); });
       if (g.json)
         print_json(r.json);
       else

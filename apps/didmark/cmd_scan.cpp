@@ -14,6 +14,7 @@
 #include "didmark/io.hpp"
 #include "formats.hpp"
 #include "mark_options.hpp"
+#include "sketch_hooks.hpp"
 
 namespace didmark::cli {
 namespace {
@@ -103,7 +104,7 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
               job.owners = owners;
               job.options = options;
               job.globals = &g;
-              const auto vs = h.verify(job);
+              const auto vs = realign_verdicts(job, h.name, h.verify(job));
               line = verified_file_json(path, h.name, vs);
               line["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
               ok = true;

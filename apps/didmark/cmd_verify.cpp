@@ -6,6 +6,7 @@
 #include "didmark/error.hpp"
 #include "formats.hpp"
 #include "mark_options.hpp"
+#include "sketch_hooks.hpp"
 
 namespace didmark::cli {
 namespace {
@@ -61,7 +62,7 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       job.owners = owners;
       job.options = watermark_options(f->mark);
       job.globals = &g;
-      const std::vector<Verdict> vs = h.verify(job);
+      const std::vector<Verdict> vs = realign_verdicts(job, h.name, h.verify(job));
       if (g.json)
         print_json(verified_file_json(f->input, h.name, vs));
       else
