@@ -29,6 +29,7 @@ struct State {
   CLI::App* embed_cmd = nullptr;
   // verify / scan (one command runs per process)
   std::vector<std::string> sketches;
+  double realign_z = RealignOptions{}.target_z;
   CLI::App* verify_cmd = nullptr;
   CLI::App* scan_cmd = nullptr;
   // sketches read once, shared by scan's workers
@@ -239,8 +240,10 @@ std::vector<Verdict> realign_verdicts(const VerifyJob& job, const std::string& f
           }
         } else {
           if (!reader) reader.emplace(CheckpointReader::open(resolve_checkpoint_path(job.input, *fmt), *fmt));
+          RealignOptions ro;
+          ro.target_z = s.realign_z;
           auto rep = verify_realigned(reader->tensors(), e->second, std::span(&claim, 1), job.options,
-                                      backend_of(job.globals), &how);
+                                      backend_of(job.globals), &how, ro);
           if (!best || how.tensors_matched > best_how.tensors_matched) {
             best = e, best_how = how, best_report = std::move(rep);
           }
@@ -341,6 +344,11 @@ void register_sketch(CLI::App& app, Globals& g, Action& action) {
                     "permutations, rescaling, dummies, renames (verdicts gain 'realigned' and 'alignment')")
           ->expected(1)
           ->take_all();
+      c->add_option("--realign-z", s.realign_z,
+                    "With --sketch: realign tensors (spread over the layers) until an intact mark would reach this "
+                    "z; 0 realigns every tensor the sketch covers")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
     }
   }
 }

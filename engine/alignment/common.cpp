@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include "didmark/error.hpp"
 
@@ -27,6 +28,23 @@ std::vector<float> rms_quantiles(std::span<const double> sums, int64_t len, doub
     q[static_cast<std::size_t>(k)] = static_cast<float>(v[std::min(pos, v.size() - 1)]);
   }
   return q;
+}
+
+std::vector<int> spread_layers(int L) {
+  std::vector<int> out;
+  std::vector<uint8_t> taken(static_cast<std::size_t>(std::max(L, 0)), 0);
+  auto add = [&](int l) {
+    if (l >= 0 && l < L && !taken[static_cast<std::size_t>(l)]) {
+      taken[static_cast<std::size_t>(l)] = 1;
+      out.push_back(l);
+    }
+  };
+  add(0);
+  add(L - 1);
+  for (int div = 2; static_cast<int>(out.size()) < L && div <= 2 * L; div *= 2)
+    for (int k = 1; k < div; k += 2) add(static_cast<int>(static_cast<int64_t>(k) * L / div));
+  for (int l = 0; l < L; ++l) add(l);
+  return out;
 }
 
 Descriptors describe_tensor(AlignmentOps& ops, const TensorView& v) {
@@ -62,9 +80,35 @@ int64_t cols_of(const std::vector<int64_t>& shape) {
   return c;
 }
 
+namespace {
+
+// One released mapping is kept for the next realignment: the kernel zeroes every fresh page,
+// and for a 1 GB model that costs as much as the realignment itself.
+std::mutex g_spare_mu;
+void* g_spare = nullptr;
+std::size_t g_spare_bytes = 0;
+
+void give_back(void* p, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_spare_mu);
+  if (bytes > g_spare_bytes) std::swap(p, g_spare), std::swap(bytes, g_spare_bytes);
+  if (p) munmap(p, bytes);
+}
+
+}  // namespace
+
 Arena::Arena(std::size_t floats) {
   if (floats == 0) return;
   bytes_ = (floats * sizeof(float) + 64 * 16 + (std::size_t{2} << 20) - 1) & ~((std::size_t{2} << 20) - 1);
+  {
+    std::lock_guard<std::mutex> lock(g_spare_mu);
+    if (g_spare && g_spare_bytes >= bytes_) {
+      base_ = g_spare;
+      bytes_ = g_spare_bytes;
+      g_spare = nullptr;
+      g_spare_bytes = 0;
+      return;
+    }
+  }
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   DIDMARK_EXPECTS(p != MAP_FAILED, io_error, "cannot reserve ", bytes_, " bytes for realigned tensors");
   base_ = p;
@@ -74,7 +118,14 @@ Arena::Arena(std::size_t floats) {
 }
 
 Arena::~Arena() {
-  if (base_) munmap(base_, bytes_);
+  if (base_) give_back(base_, bytes_);
+}
+
+void release_spare_arena() noexcept {
+  std::lock_guard<std::mutex> lock(g_spare_mu);
+  if (g_spare) munmap(g_spare, g_spare_bytes);
+  g_spare = nullptr;
+  g_spare_bytes = 0;
 }
 
 Arena::Arena(Arena&& o) noexcept : base_(o.base_), bytes_(o.bytes_), used_(o.used_) {
@@ -84,7 +135,7 @@ Arena::Arena(Arena&& o) noexcept : base_(o.base_), bytes_(o.bytes_), used_(o.use
 
 Arena& Arena::operator=(Arena&& o) noexcept {
   if (this != &o) {
-    if (base_) munmap(base_, bytes_);
+    if (base_) give_back(base_, bytes_);
     base_ = o.base_;
     bytes_ = o.bytes_;
     used_ = o.used_;

@@ -21,6 +21,9 @@ std::vector<int64_t> spread_indices(int64_t n, int64_t count);
 /// kQuantiles quantiles (midpoints of equal bins) of sqrt(sums / len), divided by `rms`.
 std::vector<float> rms_quantiles(std::span<const double> sums, int64_t len, double rms);
 
+/// Layers 0..L-1 in an order that spreads any prefix over the depth: 0, L-1, L/2, L/4, 3L/4, ...
+std::vector<int> spread_layers(int L);
+
 /// A tensor's descriptors: rms and per-axis RMS quantiles (one axis_sumsq pass).
 struct Descriptors {
   double rms = 0;
@@ -31,8 +34,9 @@ Descriptors describe_tensor(AlignmentOps& ops, const TensorView& v);
 /// Mean |log| ratio of two quantile profiles (large when either is missing).
 double profile_distance(const std::vector<float>& a, const std::vector<float>& b);
 
-/// Zero-filled f32 memory for realigned tensors, in one mapping (huge pages when the kernel
-/// gives them), so that large outputs do not pay a page fault per 4 KiB.
+/// f32 memory for realigned tensors (every element is written), in one mapping: huge pages
+/// when the kernel gives them, and the last released mapping is reused, so that large outputs
+/// do not pay for page faults and page zeroing on every call.
 class Arena {
  public:
   Arena() = default;
@@ -49,6 +53,9 @@ class Arena {
   void* base_ = nullptr;
   std::size_t bytes_ = 0, used_ = 0;
 };
+
+/// Unmap the mapping Arena keeps for reuse (release_realignment_buffers).
+void release_spare_arena() noexcept;
 
 /// Elements of a view seen as a matrix.
 inline int64_t rows_of(const std::vector<int64_t>& shape) { return shape.empty() ? 1 : shape[0]; }

@@ -12,10 +12,13 @@
 // Nothing here reads a key: what the test sees depends on the sketch and the suspect only.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <map>
 #include <unordered_map>
 
+#include "alignment/architecture.hpp"
 #include "alignment/common.hpp"
 #include "alignment/match.hpp"
 #include "didmark/alignment.hpp"
@@ -76,12 +79,24 @@ std::string last_tokens(const std::string& s, int k) {
 class Realigner {
  public:
   Realigner(std::span<const NamedTensor> suspect, const AlignmentSketch& sk, AlignmentOps& ops)
-      : sus_(suspect), sk_(sk), ops_(ops), map_(sk.tensors.size()), dims_(sk.dims.size()) {}
+      : sus_(suspect), sk_(sk), ops_(ops), map_(sk.tensors.size()), dims_(sk.dims.size()), tried_(sk.dims.size(), 0) {}
 
   void map_tensors();
-  void recover_dims();
+  /// Choose the tensors to test (spread over the layers, until the expected z reaches
+  /// target_z; 0: all), recovering the dimensions they need on the way.
+  void select(double target_z);
   void settle_orientation();
-  void build(RealignedTensors::Impl& out, bool keep_unchanged_views);
+  /// The realigned tensors (materialize: copies where needed; otherwise only the counts).
+  void build(RealignedTensors::Impl& out, bool materialize);
+
+  /// Some recovered dimension is not the identity, or a tensor was renamed or transposed.
+  bool moved() const {
+    for (std::size_t d = 0; d < dims_.size(); ++d)
+      if (dims_[d].resolved && !sk_.dims[d].anchored && !dims_[d].identity) return true;
+    for (const auto& m : map_)
+      if (m.suspect >= 0 && (m.renamed || m.transposed)) return true;
+    return false;
+  }
 
   int mapped_by_name() const {
     int n = 0;
@@ -99,6 +114,8 @@ class Realigner {
   void orient(int k);
   float multiplier(int d, int k, int a, int64_t i) const;
   bool recover(int d);
+  /// Recover dimension d (and what its source needs) once; true when it is known.
+  bool ensure(int d);
   struct Columns {
     int64_t n2 = -1;
     int m = 0, scale_cols = 0;
@@ -112,6 +129,8 @@ class Realigner {
   AlignmentOps& ops_;
   std::vector<Mapping> map_;
   std::vector<DimState> dims_;
+  std::vector<uint8_t> tried_;
+  std::vector<int> selected_;
   std::map<int, Descriptors> desc_cache_;
 };
 
@@ -415,33 +434,70 @@ bool Realigner::recover(int d) {
   return true;
 }
 
-void Realigner::recover_dims() {
-  for (std::size_t d = 0; d < sk_.dims.size(); ++d) {
-    const SketchDim& sd = sk_.dims[d];
-    DimState& st = dims_[d];
-    if (sd.anchored) {
-      // Fixed order; the suspect may hold more entries (an extended vocabulary) but not fewer.
-      const int64_t n2 = [&] {
-        for (std::size_t k = 0; k < sk_.tensors.size(); ++k)
-          for (int a = 0; a < 2; ++a)
-            if (sk_.tensors[k].dims[static_cast<std::size_t>(a)] == static_cast<int>(d) && map_[k].suspect >= 0)
-              return sus_len(static_cast<int>(k), a);
-        return sd.size;
-      }();
-      st.resolved = n2 >= sd.size;
-      st.n2 = n2;
-      st.src.resize(static_cast<std::size_t>(sd.size));
-      for (int64_t i = 0; i < sd.size; ++i) st.src[static_cast<std::size_t>(i)] = i;
-      st.sign.assign(static_cast<std::size_t>(sd.size), 1.0f);
-      st.factor.assign(static_cast<std::size_t>(sd.size), 1.0f);
-      continue;
-    }
-    if (!sd.recoverable()) continue;
-    if (recover(static_cast<int>(d)))
-      ++report.dims_recovered;
-    else
-      ++report.dims_failed;
+bool Realigner::ensure(int d) {
+  if (d < 0) return false;
+  DimState& st = dims_[static_cast<std::size_t>(d)];
+  if (tried_[static_cast<std::size_t>(d)]) return st.resolved;
+  tried_[static_cast<std::size_t>(d)] = 1;
+  const SketchDim& sd = sk_.dims[static_cast<std::size_t>(d)];
+  if (sd.anchored) {
+    // Fixed order; the suspect may hold more entries (an extended vocabulary) but not fewer.
+    const int64_t n2 = [&] {
+      for (std::size_t k = 0; k < sk_.tensors.size(); ++k)
+        for (int a = 0; a < 2; ++a)
+          if (sk_.tensors[k].dims[static_cast<std::size_t>(a)] == d && map_[k].suspect >= 0)
+            return sus_len(static_cast<int>(k), a);
+      return sd.size;
+    }();
+    st.resolved = n2 >= sd.size;
+    st.n2 = n2;
+    st.src.resize(static_cast<std::size_t>(sd.size));
+    for (int64_t i = 0; i < sd.size; ++i) st.src[static_cast<std::size_t>(i)] = i;
+    st.sign.assign(static_cast<std::size_t>(sd.size), 1.0f);
+    st.factor.assign(static_cast<std::size_t>(sd.size), 1.0f);
+    return st.resolved;
   }
+  if (!sd.recoverable()) return false;
+  if (sd.source >= 0) ensure(sk_.tensors[static_cast<std::size_t>(sd.source)].dims[static_cast<std::size_t>(1 - sd.source_axis)]);
+  const bool ok = recover(d);
+  (ok ? report.dims_recovered : report.dims_failed) += 1;
+  return ok;
+}
+
+void Realigner::select(double target_z) {
+  // Global tensors (embeddings, heads) first, then layers in spread order, so that a budget
+  // stops on tensors from all over the model.
+  std::vector<int> layer(sk_.tensors.size(), -1);
+  int L = 0;
+  for (std::size_t k = 0; k < sk_.tensors.size(); ++k)
+    for (int a = 0; a < 2; ++a) {
+      const int d = sk_.tensors[k].dims[static_cast<std::size_t>(a)];
+      if (d >= 0) layer[k] = std::max(layer[k], layer_of(sk_.dims[static_cast<std::size_t>(d)].label));
+      L = std::max(L, layer[k] + 1);
+    }
+  std::vector<int> rank(static_cast<std::size_t>(L) + 1, 0);
+  const auto spread = spread_layers(L);
+  for (std::size_t i = 0; i < spread.size(); ++i) rank[static_cast<std::size_t>(spread[i]) + 1] = static_cast<int>(i) + 1;
+  std::vector<int> order;
+  for (std::size_t k = 0; k < sk_.tensors.size(); ++k) {
+    const SketchTensor& st = sk_.tensors[k];
+    if (st.marked && st.shape.size() == 2 && map_[k].suspect >= 0 && st.dims[0] >= 0 && st.dims[1] >= 0)
+      order.push_back(static_cast<int>(k));
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return rank[static_cast<std::size_t>(layer[static_cast<std::size_t>(a)] + 1)] <
+           rank[static_cast<std::size_t>(layer[static_cast<std::size_t>(b)] + 1)];
+  });
+  const double need = target_z > 0 && sk_.strength > 0 ? std::pow(target_z / sk_.strength, 2) : HUGE_VAL;
+  double have = 0;
+  for (int k : order) {
+    if (have >= need) break;
+    const SketchTensor& st = sk_.tensors[static_cast<std::size_t>(k)];
+    if (!ensure(st.dims[0]) || !ensure(st.dims[1])) continue;
+    selected_.push_back(k);
+    have += static_cast<double>(st.numel());
+  }
+  std::sort(selected_.begin(), selected_.end());
 }
 
 void Realigner::settle_orientation() {
@@ -460,7 +516,7 @@ void Realigner::settle_orientation() {
   }
 }
 
-void Realigner::build(RealignedTensors::Impl& out, bool keep_unchanged_views) {
+void Realigner::build(RealignedTensors::Impl& out, bool materialize) {
   struct Job {
     int k;
     std::vector<int64_t> row_src, col_src;
@@ -474,10 +530,10 @@ void Realigner::build(RealignedTensors::Impl& out, bool keep_unchanged_views) {
     if (sd.source < 0 || !dims_[d].resolved) continue;
     for (int64_t s : sd.samples) held[static_cast<std::size_t>(sd.source)].push_back({1 - sd.source_axis, s});
   }
-  for (std::size_t k = 0; k < sk_.tensors.size(); ++k) {
+  for (const int sel : selected_) {
+    const auto k = static_cast<std::size_t>(sel);
     const SketchTensor& st = sk_.tensors[k];
     const Mapping& m = map_[k];
-    if (!st.marked || st.shape.size() != 2 || m.suspect < 0 || st.dims[0] < 0 || st.dims[1] < 0) continue;
     const DimState& rd = dims_[static_cast<std::size_t>(st.dims[0])];
     const DimState& cd = dims_[static_cast<std::size_t>(st.dims[1])];
     if (!rd.resolved || !cd.resolved) continue;
@@ -514,9 +570,11 @@ void Realigner::build(RealignedTensors::Impl& out, bool keep_unchanged_views) {
     report.rows_moved += moved;
     report.rows_dropped += dropped;
     report.tensors_transposed += m.transposed ? 1 : 0;
-    j.unchanged = unchanged && keep_unchanged_views;
+    j.unchanged = unchanged;
     jobs.push_back(std::move(j));
   }
+  report.tensors_matched = static_cast<int>(jobs.size());
+  if (!materialize) return;
   std::size_t floats = 0;
   for (const Job& j : jobs)
     if (!j.unchanged) floats += (static_cast<std::size_t>(sk_.tensors[static_cast<std::size_t>(j.k)].numel()) + 15) & ~std::size_t{15};
@@ -533,14 +591,15 @@ void Realigner::build(RealignedTensors::Impl& out, bool keep_unchanged_views) {
     ops_.realign(src, m.transposed, j.row_src, j.col_src, j.row_mul, j.col_mul, o);
     out.tensors.push_back({st.name, o});
   }
-  report.tensors_matched = static_cast<int>(out.tensors.size());
 }
 
 }  // namespace
 
 RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const AlignmentSketch& sketch,
-                                   const WatermarkOptions& options, Backend& backend) {
+                                   const WatermarkOptions& options, Backend& backend, const RealignOptions& how) {
   (void)options;  // eligibility is the sketch's; the options apply to the test that follows
+  DIDMARK_EXPECTS(how.target_z >= 0 && std::isfinite(how.target_z), invalid_argument,
+                  "realignment target z must be a finite number >= 0, got ", how.target_z);
   const auto t0 = std::chrono::steady_clock::now();
   DIDMARK_EXPECTS(sketch.kind == SketchKind::checkpoint, invalid_argument,
                   "this is an array sketch; a checkpoint needs the sketch made with its own embed");
@@ -551,27 +610,43 @@ RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const A
   }
   auto ops = alignment::ops_for(backend);
   Realigner r(suspect, sketch, *ops);
+  auto tt = std::chrono::steady_clock::now();
+  auto lap = [&](const char* what) {
+    if (std::getenv("DIDMARK_ALIGN_TRACE"))
+      std::fprintf(stderr, "%s %.1f ms\n", what, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tt).count());
+    tt = std::chrono::steady_clock::now();
+  };
   r.map_tensors();
-  r.recover_dims();
+  lap("map");
+  r.select(how.target_z);
+  lap("dims");
   r.settle_orientation();
   DIDMARK_EXPECTS(r.mapped_by_name() > 0 || r.report.dims_recovered > 0, invalid_argument,
                   "the sketch does not fit this model: none of its tensors is here by name and no dimension could "
                   "be recovered (a sketch of another architecture?)");
   RealignedTensors out;
-  r.build(out.impl(), true);
+  // Whether anything moved is known before a byte is copied: when nothing did, the result is
+  // the suspect itself (the ordinary test), and no realigned copy is built.
+  const bool moved = r.moved();
+  r.build(out.impl(), moved);
+  lap("build");
   AlignmentReport& rep = r.report;
-  bool moved = rep.rows_moved > 0 || rep.rows_dropped > 0 || rep.sign_flips > 0 || rep.rescaled ||
-               rep.tensors_renamed > 0 || rep.tensors_transposed > 0;
   rep.realigned = moved && rep.tensors_matched > 0;
+  if (!rep.realigned) {
+    out.impl().tensors.assign(suspect.begin(), suspect.end());
+    out.impl().arena = alignment::Arena();
+  }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.impl().report = std::move(rep);
   return out;
 }
 
+void release_realignment_buffers() noexcept { alignment::release_spare_arena(); }
+
 std::vector<VerifyReport> verify_realigned(std::span<const NamedTensor> suspect, const AlignmentSketch& sketch,
                                            std::span<const Claim> claims, const WatermarkOptions& options,
-                                           Backend& backend, AlignmentReport* how) {
-  RealignedTensors r = realign_for_owner(suspect, sketch, options, backend);
+                                           Backend& backend, AlignmentReport* how, const RealignOptions& ro) {
+  RealignedTensors r = realign_for_owner(suspect, sketch, options, backend, ro);
   if (how) *how = r.report();
   if (r.report().realigned) return verify_many(r.tensors(), claims, options, backend);
   return verify_many(suspect, claims, options, backend);
@@ -580,10 +655,9 @@ std::vector<VerifyReport> verify_realigned(std::span<const NamedTensor> suspect,
 std::vector<VerifyReport> verify_checkpoint_realigned(const std::filesystem::path& input, CheckpointFormat format,
                                                       const AlignmentSketch& sketch, std::span<const Claim> claims,
                                                       const WatermarkOptions& options, Backend& backend,
-                                                      AlignmentReport* how) {
+                                                      AlignmentReport* how, const RealignOptions& ro) {
   const CheckpointReader reader = CheckpointReader::open(input, format);
-  reader.advise_sequential();
-  return verify_realigned(reader.tensors(), sketch, claims, options, backend, how);
+  return verify_realigned(reader.tensors(), sketch, claims, options, backend, how, ro);
 }
 
 AlignmentSketch sketch_checkpoint(const std::filesystem::path& input, CheckpointFormat format, std::string did,

@@ -126,24 +126,6 @@ void needs(const AlignmentSketch& sk, const Plan& p, int d, std::set<int>& out) 
   if (s >= 0) needs(sk, p, sk.tensors[static_cast<std::size_t>(s)].dims[static_cast<std::size_t>(1 - p.source_axis[static_cast<std::size_t>(d)])], out);
 }
 
-/// Layers in an order that spreads the chosen ones over the depth: 0, L-1, L/2, L/4, 3L/4, ...
-std::vector<int> spread_layers(int L) {
-  std::vector<int> out;
-  std::vector<uint8_t> taken(static_cast<std::size_t>(std::max(L, 0)), 0);
-  auto add = [&](int l) {
-    if (l >= 0 && l < L && !taken[static_cast<std::size_t>(l)]) {
-      taken[static_cast<std::size_t>(l)] = 1;
-      out.push_back(l);
-    }
-  };
-  add(0);
-  add(L - 1);
-  for (int div = 2; static_cast<int>(out.size()) < L && div <= 2 * L; div *= 2)
-    for (int k = 1; k < div; k += 2) add(static_cast<int>(static_cast<int64_t>(k) * L / div));
-  for (int l = 0; l < L; ++l) add(l);
-  return out;
-}
-
 }  // namespace
 
 AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did, const SketchOptions& options,
@@ -238,7 +220,7 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
   for (std::size_t d = 0; d < sk.dims.size(); ++d)
     if (layers_all[d] < 0 || options.all) include[d] = 1;
   if (!options.all) {
-    for (int l : spread_layers(L)) {
+    for (int l : alignment::spread_layers(L)) {
       if (expected_z(S0) >= options.target_z) break;
       for (std::size_t d = 0; d < sk.dims.size(); ++d)
         if (layers_all[d] == l) include[d] = 1;

@@ -233,25 +233,43 @@ class RealignedTensors {
   std::unique_ptr<Impl> impl_;
 };
 
+struct RealignOptions {
+  /// Realign marked tensors, global ones first and then layers spread over the depth, until
+  /// the expected z of an intact mark (strength * sqrt(elements)) reaches this; 0: every
+  /// tensor the sketch covers. The choice reads the sketch and the suspect only (the test
+  /// stays honest). z = 30 is p <= 1e-195 and keeps realigned verification of a large
+  /// model to a fraction of one pass over it; a model whose whole mark is below z = 30 is
+  /// realigned entirely.
+  double target_z = 30;
+};
+
+/// Realignment keeps the memory of its largest output for the next call (fresh pages cost as
+/// much as the work); this returns it to the system.
+void release_realignment_buffers() noexcept;
+
 /// Realign `suspect` to an owner's checkpoint sketch (see the file comment). Uses the sketch
-/// and the suspect only. Errc::invalid_argument when the sketch is an array sketch or shares
+/// and the suspect only. When nothing moved (report().realigned false) the result holds the
+/// suspect's own tensors as they are. Errc::invalid_argument when the sketch is an array sketch or shares
 /// no tensor with the suspect ("a sketch for another architecture").
 RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const AlignmentSketch& sketch,
-                                   const WatermarkOptions& options, Backend& backend = default_backend());
+                                   const WatermarkOptions& options, Backend& backend = default_backend(),
+                                   const RealignOptions& how = {});
 
 /// verify_many after realignment: when the realignment moved something, the ordinary blind
 /// test runs on the realigned tensors; otherwise (already aligned, or nothing matched) on the
 /// suspect as it is. `how` receives the AlignmentReport.
 std::vector<VerifyReport> verify_realigned(std::span<const NamedTensor> suspect, const AlignmentSketch& sketch,
                                            std::span<const Claim> claims, const WatermarkOptions& options,
-                                           Backend& backend = default_backend(), AlignmentReport* how = nullptr);
+                                           Backend& backend = default_backend(), AlignmentReport* how = nullptr,
+                                           const RealignOptions& realign = {});
 
 /// Checkpoint files: open `input` and run verify_realigned.
 std::vector<VerifyReport> verify_checkpoint_realigned(const std::filesystem::path& input, CheckpointFormat format,
                                                       const AlignmentSketch& sketch, std::span<const Claim> claims,
                                                       const WatermarkOptions& options,
                                                       Backend& backend = default_backend(),
-                                                      AlignmentReport* how = nullptr);
+                                                      AlignmentReport* how = nullptr,
+                                                      const RealignOptions& realign = {});
 
 /// Sketch a marked checkpoint file.
 AlignmentSketch sketch_checkpoint(const std::filesystem::path& input, CheckpointFormat format, std::string did,

@@ -1,12 +1,17 @@
 // CPU loops over the alignment formulas (include/didmark/detail/alignment_math.hpp).
 #include <Eigen/Dense>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "backend/alignment_ops.hpp"
 #include "common/thread_pool.hpp"
 #include "didmark/error.hpp"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace didmark::alignment {
 namespace {
@@ -37,27 +42,26 @@ double row_sumsq(const void* p, int64_t off, int64_t n, AlignElem t) {
   return lane[0];
 }
 
-template <AlignElem T>
-float load_t(const void* p, int64_t i) {
-  return detail::align_load(p, i, T);
-}
-
-/// One output row of a non-transposed realign.
-template <AlignElem T>
-void realign_row(const void* w, int64_t src_row, int64_t cols_in, const int32_t* ci, const float* cm, float rm,
-                 float* out, int64_t cols, bool identity_cols) {
-  const int64_t base = src_row * cols_in;
-  if (identity_cols) {
-    for (int64_t j = 0; j < cols; ++j) {
-      const float v = load_t<T>(w, base + j);
-      out[j] = cm[j] == 0.0f ? 0.0f : detail::realign_value(v, rm, cm[j]);
-    }
-    return;
+/// One output row: out[j] = (src[ci[j]] * rm) * cm[j], or 0 where cm[j] is 0 (dropped or held
+/// out: 0, not NaN * 0). `src` is the source row as f32. AVX2 gathers and streaming stores
+/// (the output is written once and read back by the test much later) where the build has them.
+void realign_row_f32(const float* src, const int32_t* ci, const float* cm, float rm, float* out, int64_t cols) {
+  int64_t j = 0;
+#if defined(__AVX2__)
+  const __m256 vrm = _mm256_set1_ps(rm), zero = _mm256_setzero_ps();
+  const bool aligned = (reinterpret_cast<uintptr_t>(out) & 31) == 0;
+  for (; j + 8 <= cols; j += 8) {
+    const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ci + j));
+    const __m256 v = _mm256_i32gather_ps(src, idx, 4);
+    const __m256 m = _mm256_loadu_ps(cm + j);
+    const __m256 r = _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(v, vrm), m), _mm256_cmp_ps(m, zero, _CMP_NEQ_UQ));
+    if (aligned)
+      _mm256_stream_ps(out + j, r);
+    else
+      _mm256_storeu_ps(out + j, r);
   }
-  for (int64_t j = 0; j < cols; ++j) {
-    const float v = load_t<T>(w, base + ci[j]);
-    out[j] = cm[j] == 0.0f ? 0.0f : detail::realign_value(v, rm, cm[j]);
-  }
+#endif
+  for (; j < cols; ++j) out[j] = cm[j] == 0.0f ? 0.0f : detail::realign_value(src[ci[j]], rm, cm[j]);
 }
 
 class CpuAlignmentOps final : public AlignmentOps {
@@ -140,18 +144,17 @@ class CpuAlignmentOps final : public AlignmentOps {
     // on the index.
     std::vector<int32_t> ci(static_cast<std::size_t>(C));
     std::vector<float> cm(static_cast<std::size_t>(C));
-    bool identity = !transposed && C == Cin;
     for (int64_t j = 0; j < C; ++j) {
       const int64_t c = col_src[static_cast<std::size_t>(j)];
       ci[static_cast<std::size_t>(j)] = static_cast<int32_t>(c < 0 ? 0 : c);
       cm[static_cast<std::size_t>(j)] = c < 0 ? 0.0f : col_mul[static_cast<std::size_t>(j)];
-      identity = identity && c == j;
     }
 
     if (!transposed) {
       const int64_t tasks = (R + kRowsPerTask - 1) / kRowsPerTask;
       pool_.parallel_for(tasks, [&](int, int64_t task) {
         const int64_t i0 = task * kRowsPerTask, i1 = std::min(R, i0 + kRowsPerTask);
+        std::vector<float> row(t == AlignElem::f32 ? 0 : static_cast<std::size_t>(Cin));
         for (int64_t i = i0; i < i1; ++i) {
           float* orow = o + i * C;
           const int64_t r = row_src[static_cast<std::size_t>(i)];
@@ -160,13 +163,18 @@ class CpuAlignmentOps final : public AlignmentOps {
             std::fill(orow, orow + C, 0.0f);
             continue;
           }
-          switch (t) {
-            case AlignElem::f32: realign_row<AlignElem::f32>(w.data, r, Cin, ci.data(), cm.data(), rm, orow, C, identity); break;
-            case AlignElem::f64: realign_row<AlignElem::f64>(w.data, r, Cin, ci.data(), cm.data(), rm, orow, C, identity); break;
-            case AlignElem::f16: realign_row<AlignElem::f16>(w.data, r, Cin, ci.data(), cm.data(), rm, orow, C, identity); break;
-            case AlignElem::bf16: realign_row<AlignElem::bf16>(w.data, r, Cin, ci.data(), cm.data(), rm, orow, C, identity); break;
+          const float* src;
+          if (t == AlignElem::f32) {
+            src = static_cast<const float*>(w.data) + r * Cin;
+          } else {
+            for (int64_t c = 0; c < Cin; ++c) row[static_cast<std::size_t>(c)] = detail::align_load(w.data, r * Cin + c, t);
+            src = row.data();
           }
+          realign_row_f32(src, ci.data(), cm.data(), rm, orow, C);
         }
+#if defined(__AVX2__)
+        _mm_sfence();
+#endif
       });
       return;
     }
