@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cmath>
 #include <map>
 #include <unordered_map>
@@ -610,16 +609,17 @@ RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const A
   }
   auto ops = alignment::ops_for(backend);
   Realigner r(suspect, sketch, *ops);
+  double phase[3] = {0, 0, 0};  // names, dimensions, copies (ms)
   auto tt = std::chrono::steady_clock::now();
-  auto lap = [&](const char* what) {
-    if (std::getenv("DIDMARK_ALIGN_TRACE"))
-      std::fprintf(stderr, "%s %.1f ms\n", what, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tt).count());
-    tt = std::chrono::steady_clock::now();
+  auto lap = [&](int i) {
+    const auto now = std::chrono::steady_clock::now();
+    phase[i] = std::chrono::duration<double, std::milli>(now - tt).count();
+    tt = now;
   };
   r.map_tensors();
-  lap("map");
+  lap(0);
   r.select(how.target_z);
-  lap("dims");
+  lap(1);
   r.settle_orientation();
   DIDMARK_EXPECTS(r.mapped_by_name() > 0 || r.report.dims_recovered > 0, invalid_argument,
                   "the sketch does not fit this model: none of its tensors is here by name and no dimension could "
@@ -629,7 +629,7 @@ RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const A
   // the suspect itself (the ordinary test), and no realigned copy is built.
   const bool moved = r.moved();
   r.build(out.impl(), moved);
-  lap("build");
+  lap(2);
   AlignmentReport& rep = r.report;
   rep.realigned = moved && rep.tensors_matched > 0;
   if (!rep.realigned) {
@@ -637,6 +637,10 @@ RealignedTensors realign_for_owner(std::span<const NamedTensor> suspect, const A
     out.impl().arena = alignment::Arena();
   }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  char note[160];
+  std::snprintf(note, sizeof note, "time: names %.1f ms, dimensions %.1f ms, realigned copies %.1f ms", phase[0], phase[1],
+                phase[2]);
+  rep.notes.push_back(note);
   out.impl().report = std::move(rep);
   return out;
 }
