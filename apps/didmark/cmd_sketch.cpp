@@ -25,6 +25,7 @@ struct State {
   std::string embed_sketch;
   bool all = false;
   int samples = 0;
+  int64_t array_rows = 0;
   bool force = false;
   CLI::App* embed_cmd = nullptr;
   // verify / scan (one command runs per process)
@@ -89,6 +90,7 @@ AlignmentSketch sketch_file(const fs::path& path, const std::string& format, con
   SketchOptions so;
   so.all = state().all;
   so.samples = state().samples;
+  so.array_rows = state().array_rows;
   so.watermark = options;
   if (is_array_format(format)) {
     const NpyArray a = read_npy(path);
@@ -169,7 +171,8 @@ nlohmann::json alignment_json(const AlignmentReport& r, const std::string& sketc
 EmbedResult embed_with_sketch(const EmbedJob& job, const std::string& format, const std::function<EmbedResult()>& embed) {
   State& s = state();
   if (s.embed_sketch.empty()) {
-    DIDMARK_EXPECTS(!s.all && s.samples == 0, invalid_argument, "--sketch-all and --sketch-samples need --sketch SKETCH");
+    DIDMARK_EXPECTS(!s.all && s.samples == 0 && s.array_rows == 0, invalid_argument,
+                    "--sketch-all, --sketch-samples and --sketch-rows need --sketch SKETCH");
     return embed();
   }
   const fs::path out(s.embed_sketch);
@@ -301,6 +304,9 @@ void register_sketch(CLI::App& app, Globals& g, Action& action) {
   cmd->add_flag("--sketch-all", s.all, "Sketch every dimension (default: enough layers for z >= 10 after realignment)");
   cmd->add_option("--sketch-samples", s.samples, "Signature width (default 32, lowered to stay within 1% of the model)")
       ->check(CLI::Range(1, kMaxSketchSamples));
+  cmd->add_option("--sketch-rows", s.array_rows,
+                  ".npy arrays: sampled rows kept (default max(2.5 D, N/100)); a rotated subset needs D + 8 of them")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--ids", f->ids, ".npy arrays: the row ids (.npy of N int64)");
   cmd->add_flag("--fixed-order", f->fixed_order, ".npy arrays: the row index is the identity");
   cmd->add_flag("-f,--force", f->force, "Replace an existing sketch");
@@ -337,6 +343,7 @@ void register_sketch(CLI::App& app, Globals& g, Action& action) {
                     "Also write the alignment sketch of OUT here (checkpoints and .npy arrays; see 'didmark sketch')");
       c->add_flag("--sketch-all", s.all, "With --sketch: sketch every dimension");
       c->add_option("--sketch-samples", s.samples, "With --sketch: signature width")->check(CLI::Range(1, kMaxSketchSamples));
+      c->add_option("--sketch-rows", s.array_rows, "With --sketch, .npy arrays: sampled rows kept")->check(CLI::PositiveNumber);
     } else if (name == "verify" || name == "scan") {
       (name == "verify" ? s.verify_cmd : s.scan_cmd) = c;
       c->add_option("--sketch", s.sketches,

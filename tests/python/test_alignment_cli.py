@@ -167,6 +167,16 @@ def test_rotated_array_is_detected_with_the_sketch(run, tmp_path, owners):
     v = js(run("--json", "verify", rotated, "--id", owners["alice"], "--ids", rids, "--sketch", sketch))["verdicts"][0]
     assert v["detected"] and v["realigned"] and v["z"] > 20
     assert v["alignment"]["rows_held_out"] > 0
+    # A 1,000-row rotated subset holds too few of the default sample; a larger sample keeps it.
+    small, sids = str(tmp_path / "small.npy"), str(tmp_path / "small.ids.npy")
+    run("attack", marked, "-o", small, "--ids", ids, "--ids-out", sids, "--attack", "rotate", "--attack", "subset:0.17")
+    v = js(run("--json", "verify", small, "--id", owners["alice"], "--ids", sids, "--sketch", sketch,
+               check=False))["verdicts"][0]
+    assert not v["realigned"] and not v["detected"]
+    big = str(tmp_path / "big.sketch")
+    run("sketch", marked, "-o", big, "--did", did_of(owners["alice"]), "--ids", ids, "--sketch-rows", "3000")
+    v = js(run("--json", "verify", small, "--id", owners["alice"], "--ids", sids, "--sketch", big))["verdicts"][0]
+    assert v["detected"] and v["realigned"]
 
 
 def test_bad_sketches_are_clear_errors_and_nothing_is_written(run, tmp_path, owners):
