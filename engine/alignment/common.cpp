@@ -48,9 +48,20 @@ std::vector<int> spread_layers(int L) {
 }
 
 Descriptors describe_tensor(AlignmentOps& ops, const TensorView& v) {
-  const auto [R, C] = matrix_shape(v);
+  auto [R, C] = matrix_shape(v);
+  // The profiles are distributions: a spread sample of rows gives them (and the RMS) without a
+  // pass over a large tensor. Sizes decide the sample, never values.
+  std::vector<float> sample;
+  TensorView m = v;
+  if (R > kDescriptorRows) {
+    const auto idx = spread_indices(R, kDescriptorRows);
+    sample.resize(idx.size() * static_cast<std::size_t>(C));
+    ops.gather(v, 0, idx, sample);
+    R = kDescriptorRows;
+    m = TensorView::contiguous(sample.data(), DType::f32, {R, C});
+  }
   std::vector<double> rows(static_cast<std::size_t>(R)), cols(static_cast<std::size_t>(C));
-  ops.axis_sumsq(v, rows, cols);
+  ops.axis_sumsq(m, rows, cols);
   double total = 0;
   for (double s : rows) total += s;
   Descriptors d;

@@ -24,7 +24,10 @@ std::vector<float> rms_quantiles(std::span<const double> sums, int64_t len, doub
 /// Layers 0..L-1 in an order that spreads any prefix over the depth: 0, L-1, L/2, L/4, 3L/4, ...
 std::vector<int> spread_layers(int L);
 
-/// A tensor's descriptors: rms and per-axis RMS quantiles (one axis_sumsq pass).
+/// Rows read for a tensor's descriptors (a spread sample of larger tensors).
+inline constexpr int64_t kDescriptorRows = 1024;
+
+/// A tensor's descriptors: rms and per-axis RMS quantiles, from at most kDescriptorRows rows.
 struct Descriptors {
   double rms = 0;
   std::vector<float> row_q, col_q;

@@ -219,11 +219,15 @@ void Realigner::map_tensors() {
   }
   for (std::size_t k = 0; k < sk_.tensors.size(); ++k) orient(static_cast<int>(k));
 
-  // By content: a marked matrix still unpaired takes the unpaired suspect matrix of a
-  // compatible shape whose RMS profiles are closest, if clearly closer than the runner-up.
+  // By content: a marked matrix (or a dimension's source) still unpaired takes the unpaired
+  // suspect matrix of a compatible shape whose RMS profiles are closest, if clearly closer than
+  // the runner-up.
+  std::vector<uint8_t> source(sk_.tensors.size(), 0);
+  for (const auto& d : sk_.dims)
+    if (d.source >= 0) source[static_cast<std::size_t>(d.source)] = 1;
   for (std::size_t k = 0; k < sk_.tensors.size(); ++k) {
     const SketchTensor& st = sk_.tensors[k];
-    if (map_[k].suspect >= 0 || st.shape.size() != 2 || !st.marked || st.row_quantiles.empty() ||
+    if (map_[k].suspect >= 0 || st.shape.size() != 2 || !(st.marked || source[k]) || st.row_quantiles.empty() ||
         st.col_quantiles.empty())
       continue;
     double best = 1e9, second = 1e9;

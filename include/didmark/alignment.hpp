@@ -196,7 +196,9 @@ struct AlignmentReport {
   /// undone, a tensor was renamed or transposed, something was dropped). False when it was
   /// already in the sketch's layout, or when nothing could be matched.
   bool realigned = false;
-  int tensors_matched = 0;  ///< suspect tensors tested in the sketch's layout
+  /// Marked tensors paired with the sketch's whose dimensions were recovered: realigned (and
+  /// tested) when `realigned`, found already in place otherwise.
+  int tensors_matched = 0;
   /// Slices (rows or columns) of the tested tensors now at another position.
   int64_t rows_moved = 0;
   /// Slices left out because they had no match: original slices the suspect lacks, and the

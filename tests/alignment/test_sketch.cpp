@@ -326,3 +326,37 @@ TEST(SketchFile, AnotherArchitectureIsAClearError) {
   expect_error([&] { realign_for_owner(bert.named(), ask, {}, cpu()); }, Errc::invalid_argument);
   expect_error([&] { realign_array_for_owner(av, {}, sk, cpu()); }, Errc::invalid_argument);
 }
+
+TEST(SketchFile, ScrambledNamesArePairedByContent) {
+  tf::Config cfg;
+  cfg.vocab = 4096;
+  cfg.hidden = 256;
+  cfg.ffn = 1024;
+  cfg.layers = 3;
+  cfg.seed = 12;
+  tf::Model m = tf::make_model(cfg);  // 3.4M parameters: z ~ 9 at the default strength
+  const auto o = test_owner(8);
+  mark(m, o);
+  const auto sk = sketch_of(m, o, true);
+  tf::Model s = m;
+  tf::permute_hidden(s, tf::random_perm(m.cfg.hidden, 2));
+  for (int64_t l = 0; l < m.cfg.layers; ++l) tf::transform_ffn(s, l, tf::random_perm(m.cfg.ffn, 3 + static_cast<uint64_t>(l)));
+  // Meaningless names, in a shuffled order: only shapes and contents are left.
+  const auto order = tf::random_perm(static_cast<int64_t>(s.tensors.size()), 4);
+  std::vector<Buffer> scrambled;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    scrambled.push_back(s.tensors[static_cast<std::size_t>(order[i])]);
+    scrambled.back().name = "t" + std::to_string(i);
+  }
+  const auto named = test::named(scrambled);
+  const Claim c = o.claim();
+  AlignmentReport how;
+  const auto v = verify_realigned(named, sk, std::span(&c, 1), {}, cpu(), &how)[0];
+  EXPECT_TRUE(how.realigned);
+  EXPECT_GT(how.tensors_renamed, 10);
+  EXPECT_TRUE(v.detected) << v.z;
+  AlignmentReport named_how;
+  const auto w = verify_realigned(s.named(), sk, std::span(&c, 1), {}, cpu(), &named_how)[0];
+  EXPECT_EQ(how.tensors_matched, named_how.tensors_matched);
+  EXPECT_NEAR(v.z, w.z, 0.5);
+}
