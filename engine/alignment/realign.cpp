@@ -292,6 +292,7 @@ Realigner::Columns Realigner::columns(int d, bool use_source, bool transposed) {
     const int od = sk_.tensors[static_cast<std::size_t>(k)].dims[static_cast<std::size_t>(oa)];
     const DimState& other = dims_[static_cast<std::size_t>(od)];
     const TensorView& v = sus_[static_cast<std::size_t>(map_[static_cast<std::size_t>(k)].suspect)].view;
+    if (!is_watermarkable(v.dtype)) return out;  // e.g. stored as int8 codes: nothing to compare
     const auto shape = matrix_shape(v);
     const int s_sa = transposed ? 1 - sa : sa, s_oa = 1 - s_sa;
     if (shape[static_cast<std::size_t>(s_oa)] != other.n2) return out;
@@ -484,7 +485,8 @@ void Realigner::select(double target_z) {
   std::vector<int> order;
   for (std::size_t k = 0; k < sk_.tensors.size(); ++k) {
     const SketchTensor& st = sk_.tensors[k];
-    if (st.marked && st.shape.size() == 2 && map_[k].suspect >= 0 && st.dims[0] >= 0 && st.dims[1] >= 0)
+    if (st.marked && st.shape.size() == 2 && map_[k].suspect >= 0 && st.dims[0] >= 0 && st.dims[1] >= 0 &&
+        is_watermarkable(sus_[static_cast<std::size_t>(map_[k].suspect)].view.dtype))
       order.push_back(static_cast<int>(k));
   }
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
