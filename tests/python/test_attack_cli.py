@@ -597,3 +597,30 @@ def test_array_robustness(run, marked_array, tmp_path):
     assert cells["subset:0.5"]["detected"]
     assert not cells["rotate"]["detected"] and cells["rotate"]["recall_at_10"] > 0.999
     assert cells["cast:f16"]["detected"]
+
+
+# ---- fine-tuning (optional: torch and transformers) -------------------------------------------
+
+FINETUNE = os.path.join(os.path.dirname(PLOT), "finetune.py")
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_finetune_attack(tmp_path, mode):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import subprocess
+    path, t, _ = models.write_model(str(tmp_path / "m"), "bert")
+    out = str(tmp_path / "ft.safetensors")
+    p = subprocess.run([sys.executable, FINETUNE, path, "-o", out, "--steps", "5", "--mode", mode, "--seed", "1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["steps"] == 5 and r["mode"] == mode
+    a = load_file(out)
+    assert set(a) == set(t) and all(a[k].shape == t[k].shape and a[k].dtype == t[k].dtype for k in t)
+    moved_ = [k for k in t if t[k].dtype.kind == "f" and t[k].ndim == 2 and not np.array_equal(a[k], t[k])]
+    assert len(moved_) >= 8  # every attention and MLP matrix trained
+    assert np.array_equal(a["embeddings.position_ids"], t["embeddings.position_ids"])
+    rel = np.sqrt(sum(((a[k].astype(float) - t[k]) ** 2).sum() for k in moved_) /
+                  sum((t[k].astype(float) ** 2).sum() for k in moved_))
+    assert 1e-5 < rel < 0.2
