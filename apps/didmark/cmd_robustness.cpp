@@ -76,6 +76,15 @@ std::optional<double> last_number(const std::string& text) {
   return v;
 }
 
+/// How to run one of the lab's Python modules: the source tree's script when it is there,
+/// else the installed package's module.
+std::string python_command(const char* script, const char* module) {
+  const std::string py = std::getenv("DIDMARK_PYTHON") ? std::getenv("DIDMARK_PYTHON") : "python3";
+  std::error_code ec;
+  const fs::path p = attack_detail::python_script(script);
+  return py + " " + (fs::exists(p, ec) ? shell_quote(p.string()) : std::string("-m ") + module);
+}
+
 // ---- grids --------------------------------------------------------------------------------
 
 void family(std::vector<Cell>& g, const std::string& name, const std::string& tmpl, std::initializer_list<double> s) {
@@ -115,12 +124,14 @@ std::vector<Cell> default_checkpoint_grid(bool have_original, bool structural, b
     g.push_back({"permute+prune", "permute:all + prune:0.5", {"permute:all", "prune:0.5"}, "", 0});
   }
   if (finetune) {
-    for (int steps : {50, 200})
+    // The fine-tuning attack in Python (torch + transformers), 8 x 16 random tokens a step.
+    const std::string ft = python_command("finetune.py", "didmark.finetune");
+    for (int steps : {25, 100})
       g.push_back({"finetune", "fine-tune " + std::to_string(steps) + " steps", {},
-                   "python3 -m didmark.finetune {in} -o {out} --steps " + std::to_string(steps) + " --mode full",
+                   ft + " {in} -o {out} --steps " + std::to_string(steps) + " --mode full --seed {seed}",
                    static_cast<double>(steps)});
-    g.push_back({"finetune-lora", "LoRA merge 200 steps", {},
-                 "python3 -m didmark.finetune {in} -o {out} --steps 200 --mode lora", 200});
+    g.push_back({"finetune-lora", "LoRA merge 100 steps", {}, ft + " {in} -o {out} --steps 100 --mode lora --seed {seed}",
+                 100});
   }
   return g;
 }
@@ -262,8 +273,12 @@ struct Runner {
     t.seed = seed;
     TensorSet m;
     if (!c.command.empty()) {
-      const fs::path in = tmp / ("input-" + file_name_for(original, original.source));
-      if (!fs::exists(in)) save_tensor_set(original, in, true);
+      // The input file itself (a fine-tune needs the config.json beside it).
+      fs::path in = original.source;
+      if (in.empty()) {
+        in = tmp / ("input-" + file_name_for(original, original.source));
+        if (!fs::exists(in)) save_tensor_set(original, in, true);
+      }
       const fs::path out = tmp / file_name_for(original, original.source);
       fs::remove_all(out);
       std::string cmd = replace_all(replace_all(c.command, "{in}", shell_quote(in.string())), "{out}",
@@ -482,8 +497,12 @@ int run_robustness(const RobustFlags& f, Globals& g) {
     } catch (const Error& e) {
       arch = {{"error", e.what()}};
     }
-    const bool torch_ok = run_command("python3 -c 'import torch, didmark.finetune' >/dev/null 2>&1; echo $?").first ==
-                          "0\n";
+    // Fine-tuning cells when torch and transformers import and the model has its config.json.
+    std::error_code ec;
+    const fs::path dir = fs::is_directory(f.input, ec) ? fs::path(f.input) : fs::path(f.input).parent_path();
+    const bool torch_ok = original.format == CheckpointFormat::safetensors &&
+                          fs::exists((dir.empty() ? fs::path(".") : dir) / "config.json", ec) &&
+                          run_command("python3 -c 'import torch, transformers' >/dev/null 2>&1; echo $?").first == "0\n";
     grid = f.grid.empty() ? default_checkpoint_grid(!f.original.empty(), structural, rescale, torch_ok)
                           : read_grid(f.grid);
   }

@@ -129,6 +129,11 @@ def write_model(folder, family, name="model.safetensors", act=None, config=True,
     save_file(t, path, metadata={"format": "pt"})
     heads = kw.get("heads", 4)
     cfg = config_for(family, heads, kw.get("kv_heads", 2 if family == "llama" else None), act)
+    if family == "bert":  # the sizes too, so that transformers can build the model (fine-tuning)
+        hidden = kw.get("hidden", 64)
+        cfg.update(hidden_size=hidden, num_hidden_layers=kw.get("layers", 2), intermediate_size=kw.get("ffn", 128),
+                   vocab_size=kw.get("vocab", 97), max_position_embeddings=kw.get("max_pos", 32), type_vocab_size=2,
+                   layer_norm_eps=1e-12, architectures=["BertModel"])
     if config:
         with open(os.path.join(folder, "config.json"), "w") as f:
             json.dump(cfg, f)

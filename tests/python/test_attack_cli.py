@@ -389,3 +389,238 @@ def test_remark_puts_a_second_owner_on_top(run, tmp_path):
     for who in (alice, bob):
         v = json.loads(run("--json", "verify", out, "--id", who).stdout)
         assert v["verdicts"][0]["detected"], who
+
+
+# ---- robustness grids --------------------------------------------------------------------------
+
+SCHEMA = os.path.join(os.environ.get("DIDMARK_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                      "docs", "json", "robustness.schema.json")
+PLOT = os.path.join(os.path.dirname(SCHEMA), "..", "..", "python", "didmark", "plot.py")
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory):
+    """A BERT-style model of 3.6M marked elements (expected z about 9.5) and its owner."""
+    import subprocess
+    cli = os.environ.get("DIDMARK_CLI")
+    if not cli:
+        pytest.skip("DIDMARK_CLI not set")
+    d = tmp_path_factory.mktemp("rob")
+    path, _, _ = models.write_model(str(d / "m"), "bert", hidden=384, ffn=1536, layers=2, vocab=500, heads=6)
+    alice, bob = str(d / "alice.id.json"), str(d / "bob.id.json")
+    for who in (alice, bob):
+        subprocess.run([cli, "id", "new", "-o", who], check=True, capture_output=True)
+    out = str(d / "m" / "marked.safetensors")
+    subprocess.run([cli, "embed", path, "-o", out, "--id", alice], check=True, capture_output=True)
+    return d, path, out, alice, bob
+
+
+def grid_file(d, obj):
+    p = d / f"grid{abs(hash(json.dumps(obj)))}.json"
+    p.write_text(json.dumps(obj))
+    return str(p)
+
+
+GRID = {"families": [{"name": "noise", "template": "noise:{}", "strengths": [0.1, 0.5]}],
+        "cells": [{"family": "none"}, {"family": "permute", "attacks": ["permute:all"]},
+                  {"family": "permute+quant", "attacks": ["permute:all", "quant:int8"]},
+                  {"family": "broken", "attacks": ["truncate:5"]}]}
+
+
+def test_robustness_report(run, marked):
+    d, _, out, alice, _ = marked
+    rep_path = d / "r.json"
+    p = run("--json", "robustness", out, "--id", alice, "--attacks", grid_file(d, GRID), "--null-keys", 300,
+            "-o", rep_path)
+    rep = json.loads(rep_path.read_text())
+    assert json.loads(p.stdout)["cells"] == rep["cells"]
+    try:
+        import jsonschema
+    except ImportError:
+        jsonschema = None
+    if jsonschema:
+        jsonschema.validate(rep, json.load(open(SCHEMA)))
+    cells = {c["label"]: c for c in rep["cells"]}
+    assert list(cells) == ["noise:0.1", "noise:0.5", "none", "permute:all", "permute:all + quant:int8", "truncate:5"]
+    none, perm = cells["none"], cells["permute:all"]
+    assert none["detected"] and 8 < none["z"] < 14 and none["relative_change"] == 0
+    assert not perm["detected"] and perm["z"] < 4 and perm["relative_change"] > 0.5
+    assert cells["noise:0.5"]["detected"] and cells["noise:0.5"]["z"] < none["z"]
+    assert 0.45 < cells["noise:0.5"]["relative_change"] < 0.55
+    assert "error" in cells["truncate:5"] and "[1, 1]" in cells["truncate:5"]["error"]
+    # The null side: 300 wrong keys per file, N(0, 1)-like, none anywhere near the threshold.
+    for c in (none, perm):
+        n = c["null"]
+        assert n["count"] == 300 and len(n["z"]) == 300
+        assert abs(n["mean"]) < 0.25 and 0.8 < n["sd"] < 1.2 and n["max"] < 5
+        assert n["empirical_fpr"] == 0
+        assert c["thresholds"]["fpr_1e-3"]["extrapolated"] is True  # 300 keys < 10 / 1e-3
+    assert none["tpr"]["fpr_1e-6"] == {"bound": 1.0, "empirical": 1.0}
+    assert perm["tpr"]["fpr_1e-3"]["bound"] == 0.0
+    assert rep["null_keys"] == 300 and rep["realigned"] is False and rep["architecture"]["family"] == "bert"
+    # Deterministic: the same run gives the same figures.
+    rep2 = json.loads(run("--json", "robustness", out, "--id", alice, "--attacks", grid_file(d, GRID),
+                          "--null-keys", 300).stdout)
+    assert [c.get("z") for c in rep2["cells"]] == [c.get("z") for c in rep["cells"]]
+    assert rep2["cells"][2]["null"]["z"] == rep["cells"][2]["null"]["z"]
+
+
+def test_robustness_registry_fidelity_and_plot(run, marked, tmp_path):
+    d, _, out, alice, bob = marked
+    reg = tmp_path / "reg.jsonl"
+    reg.write_text("".join(run("id", "export-key", who).stdout.strip() + "\n" for who in (alice, bob)))
+    did = json.load(open(alice))["did"]
+    grid = grid_file(d, {"cells": [{"family": "none"}, {"family": "noise", "attacks": ["noise:0.2"], "strength": 0.2}]})
+    fid = f"{sys.executable} -c \"import sys, os; print('size', os.path.getsize(sys.argv[1]))\" {{}}"
+    png = tmp_path / "r.png"
+    rep_path = tmp_path / "r.json"
+    args = ["robustness", out, "--registry", reg, "--did", did, "--attacks", grid, "--null-keys", 50,
+            "--fidelity", fid, "-o", rep_path]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--plot", png]
+    except ImportError:
+        png = None
+    p = run(*args)
+    assert "none" in p.stdout and "z" in p.stdout  # the human table
+    rep = json.loads(rep_path.read_text())
+    c = rep["cells"][0]
+    assert rep["owner"] == did and c["detected"]
+    assert len(c["others"]) == 1 and abs(c["others"][0]["z"]) < 5  # bob's key: a real-world wrong key
+    assert c["fidelity"] == os.path.getsize(out)
+    if png:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+
+
+def test_robustness_refusals(run, marked, tmp_path):
+    d, _, out, alice, _ = marked
+    p = run("robustness", out, "--id", alice, "--sketch", out, check=False)
+    assert p.returncode == 2 and "not in this build" in p.stderr
+    bad = tmp_path / "g.json"
+    bad.write_text('{"families": [{"template": "noise:{}"}]}')
+    p = run("robustness", out, "--id", alice, "--attacks", bad, check=False)
+    assert p.returncode == 2 and str(bad) in p.stderr and "strengths" in p.stderr
+    bad.write_text('{"cells": [{"family": "x", "attacks": ["noise:99"]}]}')
+    p = run("robustness", out, "--id", alice, "--attacks", bad, "-o", tmp_path / "r.json", check=False)
+    assert p.returncode == 2 and "noise:99" in p.stderr and not (tmp_path / "r.json").exists()
+    bad.write_text('{"cells": [{"family": "m", "attacks": ["merge:{original}:0.5"]}]}')
+    p = run("robustness", out, "--id", alice, "--attacks", bad, check=False)
+    assert p.returncode == 2 and "--original" in p.stderr
+
+
+def test_plot_script_draws_from_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    import subprocess
+    rng = np.random.default_rng(0)
+    cells = []
+    for fam, strengths in (("noise", [0.1, 0.5, 1.0]), ("permute", [0])):
+        for s in strengths:
+            z = 20 - 10 * s if fam == "noise" else 1.0
+            cells.append({"family": fam, "label": f"{fam}:{s}", "attacks": [f"{fam}:{s}"], "strength": s, "z": z,
+                          "detected": z > 6.44, "trials": [{"seed": 1, "z": z, "p_value": 1, "detected": z > 6.44,
+                                                            "relative_change": s}],
+                          "null": {"count": 100, "mean": 0, "sd": 1, "max": 2.5, "empirical_fpr": 0,
+                                   "z": rng.standard_normal(100).tolist()}})
+    rep = {"input": "m.safetensors", "scheme": "spread-spectrum", "z_threshold": 6.44, "p_threshold": 1e-9,
+           "null_keys": 100, "cells": cells}
+    (tmp_path / "r.json").write_text(json.dumps(rep))
+    subprocess.run([sys.executable, PLOT, str(tmp_path / "r.json"), "-o", str(tmp_path / "r.png")], check=True)
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    from importlib import util
+    spec = util.spec_from_file_location("didmark_plot", PLOT)
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fb, tb, fe, te = mod.roc_points(rep, [cells[3]])
+    assert tb[0] == 1.0 and tb[-1] == 0.0  # z = 1: detected only at thresholds below 1
+    assert abs(fb[np.argmax(tb < 1)] - np.exp(-1 / 2)) < 0.01
+
+
+# ---- embedding arrays --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def marked_array(tmp_path_factory):
+    import subprocess
+    cli = os.environ.get("DIDMARK_CLI")
+    if not cli:
+        pytest.skip("DIDMARK_CLI not set")
+    d = tmp_path_factory.mktemp("arr")
+    x, ids = d / "x.npy", d / "ids.npy"
+    subprocess.run([cli, "synth", "array", "-o", x, "--rows", "6000", "--dim", "128", "--ids-out", ids], check=True,
+                   capture_output=True)
+    alice = str(d / "alice.id.json")
+    subprocess.run([cli, "id", "new", "-o", alice], check=True, capture_output=True)
+    m = d / "m.npy"
+    subprocess.run([cli, "embed", x, "-o", m, "--id", alice, "--ids", ids], check=True, capture_output=True)
+    return d, m, ids, alice
+
+
+@pytest.mark.parametrize("spec", ["noise:0.1", "cast:f16", "cast:bf16", "quant:int8-dim", "quant:binary", "rotate",
+                                  "permute-dims", "pca:16", "subset:0.3"])
+def test_array_attacks(run, marked_array, tmp_path, spec):
+    d, m, ids, alice = marked_array
+    out = tmp_path / "a.npy"
+    rep = json.loads(run("--json", "attack", m, "-o", out, "--ids", ids, "--attack", spec).stdout)
+    x0, i0 = np.load(m), np.load(ids)
+    x1, i1 = np.load(out), np.load(rep["ids"])
+    assert rep["ids"] == str(tmp_path / "a.ids.npy")
+    assert x1.shape[1] == 128 and len(i1) == len(x1)
+    assert x1.dtype == (np.float16 if spec == "cast:f16" else np.float32)
+    pos = {v: k for k, v in enumerate(i0)}
+    x0 = x0[[pos[v] for v in i1]].astype(np.float64)  # the original rows, in the attacked order
+    x1 = x1.astype(np.float64)
+    g0, g1 = x0[:50] @ x0[:50].T, x1[:50] @ x1[:50].T
+    if spec in ("rotate", "permute-dims", "subset:0.3"):
+        assert np.allclose(g0, g1, atol=1e-5) and rep["recall_at_10"] > 0.999
+        assert spec == "subset:0.3" or np.abs(x1 - x0).max() > 0.01
+    if spec == "subset:0.3":
+        assert len(x1) == 1800 and len(set(i1.tolist())) == 1800
+    if spec == "quant:binary":
+        assert (np.abs(np.abs(x1) - np.abs(x1[:, :1])) < 1e-6).all()
+    if spec == "pca:16":
+        c = x1 - x1.mean(0)
+        assert np.linalg.matrix_rank(c, tol=1e-4) == 16
+    v = run("--json", "verify", out, "--id", alice, "--ids", rep["ids"], check=False)
+    detected = json.loads(v.stdout)["verdicts"][0]["detected"]
+    if spec in ("rotate", "permute-dims"):
+        assert not detected  # the hole issue 12 closes: positions moved, similarities kept
+    elif spec not in ("pca:16", "quant:binary"):
+        assert detected
+
+
+def test_array_robustness(run, marked_array, tmp_path):
+    d, m, ids, alice = marked_array
+    rep = json.loads(run("--json", "robustness", m, "--ids", ids, "--id", alice, "--null-keys", 100).stdout)
+    cells = {c["label"]: c for c in rep["cells"]}
+    assert rep["kind"] == "array" and rep["rows"] == 6000
+    assert cells["none"]["detected"] and cells["none"]["recall_at_10"] == 1.0
+    assert cells["subset:0.5"]["detected"]
+    assert not cells["rotate"]["detected"] and cells["rotate"]["recall_at_10"] > 0.999
+    assert cells["cast:f16"]["detected"]
+
+
+# ---- fine-tuning (optional: torch and transformers) -------------------------------------------
+
+FINETUNE = os.path.join(os.path.dirname(PLOT), "finetune.py")
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_finetune_attack(tmp_path, mode):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import subprocess
+    path, t, _ = models.write_model(str(tmp_path / "m"), "bert")
+    out = str(tmp_path / "ft.safetensors")
+    p = subprocess.run([sys.executable, FINETUNE, path, "-o", out, "--steps", "5", "--mode", mode, "--seed", "1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["steps"] == 5 and r["mode"] == mode
+    a = load_file(out)
+    assert set(a) == set(t) and all(a[k].shape == t[k].shape and a[k].dtype == t[k].dtype for k in t)
+    moved_ = [k for k in t if t[k].dtype.kind == "f" and t[k].ndim == 2 and not np.array_equal(a[k], t[k])]
+    assert len(moved_) >= 8  # every attention and MLP matrix trained
+    assert np.array_equal(a["embeddings.position_ids"], t["embeddings.position_ids"])
+    rel = np.sqrt(sum(((a[k].astype(float) - t[k]) ** 2).sum() for k in moved_) /
+                  sum((t[k].astype(float) ** 2).sum() for k in moved_))
+    assert 1e-5 < rel < 0.2
