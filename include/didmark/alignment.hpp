@@ -178,7 +178,8 @@ struct SketchOptions {
   int64_t array_rows = 0;
 };
 
-/// Sketch a marked model. Reads every tensor once (descriptors) plus the sampled slices.
+/// Sketch a marked model: reads at most 1,024 spread rows of each tensor (descriptors) and the
+/// sampled slices of each dimension's source.
 /// Throws Errc::invalid_argument when no tensor is marked under options.watermark.
 AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did, const SketchOptions& options = {},
                             Backend& backend = default_backend());
