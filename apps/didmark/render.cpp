@@ -119,16 +119,38 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
                   word, v.did.c_str(), v.z, p, v.bit_errors, v.bits, short_count(v.elements).c_str(), v.tensors,
                   v.tensors == 1 ? "" : "s");
     s << line;
+    if (v.alignment && !v.sketch.empty()) {
+      const AlignmentReport& a = *v.alignment;
+      std::snprintf(line, sizeof line, "              with sketch %s: %s, %d tensors, %lld rows moved, %lld dropped\n",
+                    v.sketch.string().c_str(), v.realigned ? "realigned" : "already aligned (ordinary test)",
+                    a.tensors_matched, static_cast<long long>(a.rows_moved), static_cast<long long>(a.rows_dropped));
+      s << line;
+    }
   }
   for (const auto& w : fv.warnings) s << "warning: " << w << "\n";
   return s.str();
 }
 
 
+std::string sketch_text(const nlohmann::json& j) {
+  char buf[512];
+  if (j["kind"] == "array")
+    std::snprintf(buf, sizeof buf, "sketch %s: %zu sampled rows, %s (%.2f%% of the array)\n",
+                  j["path"].get<std::string>().c_str(), j["rows"].get<std::size_t>(),
+                  human_bytes(j["bytes"].get<double>()).c_str(), 100 * j["fraction"].get<double>());
+  else
+    std::snprintf(buf, sizeof buf, "sketch %s: %s, %d dimensions%s, signature width %d, %s (%.3f%% of the model)\n",
+                  j["path"].get<std::string>().c_str(), j["architecture"].get<std::string>().c_str(),
+                  j["dimensions"].get<int>(), j["all"].get<bool>() ? " (all)" : "", j["samples"].get<int>(),
+                  human_bytes(j["bytes"].get<double>()).c_str(), 100 * j["fraction"].get<double>());
+  return buf;
+}
+
 std::string embed_text(const InputEmbedReport& r, const Owner& owner) {
   std::string s = r.checkpoint ? checkpoint_embed_text(r, owner)
                   : r.table    ? table_embed_text(r, owner)
                                : array_embed_text(r, owner);
+  if (r.sketch) s += sketch_text(as_json(sketch_json(r.sketch_path, *r.sketch)));
   for (const auto& w : r.warnings) s += "warning: " + w + "\n";
   return s;
 }

@@ -79,6 +79,23 @@ void embed_array_file(const Owner& owner, const InputOptions& o, bool overwrite,
   r.array = std::move(rep);
 }
 
+// The sketch of the marked output (InputOptions::sketch_output), made from the output itself.
+void write_sketch(const Owner& owner, const InputOptions& options, bool overwrite, Backend& backend,
+                  InputEmbedReport& r) {
+  InputOptions so = options;
+  so.format.clear();
+  if (r.format.kind == InputKind::array) {
+    // The rows' identities are the ones the embed used (not a sidecar of the output).
+    const auto ids = array_ids_path(r.input, options);
+    so.ids = ids ? *ids : fs::path();
+    so.fixed_order = !ids;
+  }
+  auto sketch = std::make_shared<AlignmentSketch>(sketch_input(r.output, owner.did, so, backend));
+  sketch->write(options.sketch_output, overwrite);
+  r.sketch = std::move(sketch);
+  r.sketch_path = options.sketch_output;
+}
+
 }  // namespace
 
 InputEmbedReport embed_input(const fs::path& input, const fs::path& output, const Owner& owner,
@@ -88,11 +105,22 @@ InputEmbedReport embed_input(const fs::path& input, const fs::path& output, cons
   r.input = input;
   r.output = output;
   r.format = classify_input(input, options.format);
+  if (!options.sketch_output.empty()) {
+    // Checked before anything is written.
+    std::error_code ec;
+    DIDMARK_EXPECTS(r.format.kind != InputKind::table, unsupported,
+                    "--sketch: alignment sketches are for checkpoints and .npy arrays, not CSV tables");
+    DIDMARK_EXPECTS(!fs::is_directory(options.sketch_output, ec), invalid_argument, "sketch output '",
+                    options.sketch_output.string(), "' is a folder");
+    DIDMARK_EXPECTS(write.overwrite || !fs::exists(options.sketch_output, ec), invalid_argument, "sketch output '",
+                    options.sketch_output.string(), "' already exists (use --force to overwrite)");
+  }
   switch (r.format.kind) {
     case InputKind::checkpoint: embed_checkpoint_file(owner, options, write.overwrite, backend, r); break;
     case InputKind::table: embed_table_file(owner, options, write.overwrite, backend, r); break;
     case InputKind::array: embed_array_file(owner, options, write.overwrite, backend, r); break;
   }
+  if (!options.sketch_output.empty()) write_sketch(owner, options, write.overwrite, backend, r);
   return r;
 }
 

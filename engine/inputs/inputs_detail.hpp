@@ -15,4 +15,20 @@ TensorView array_view(const NpyArray& a, const std::filesystem::path& path);
 /// The row identities of an array of `rows` rows under `o` (empty: the row index).
 std::vector<int64_t> row_ids(const std::filesystem::path& array, int64_t rows, const InputOptions& o);
 
+/// What verification read of a suspect, kept for realignment (one of them is set).
+struct SuspectData {
+  const CheckpointReader* checkpoint = nullptr;
+  const TensorView* array = nullptr;
+  std::span<const int64_t> ids;
+};
+
+/// Verdicts for every kind, from the kind's report (the fields every kind shares first).
+Verdict verdict_of(const Owner& o, const VerifyReport& r);
+Verdict verdict_of(const Owner& o, const TableVerifyReport& r);
+Verdict verdict_of(const Owner& o, const ArrayVerifyReport& r);
+
+/// Replace the verdicts of owners that have a sketch with realigned ones (InputOptions::sketches).
+void realign_verdicts(const SuspectData& suspect, std::span<const Owner> owners, const InputOptions& o,
+                      Backend& backend, FileVerdicts& fv);
+
 }  // namespace didmark::inputs_detail

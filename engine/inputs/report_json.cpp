@@ -100,6 +100,36 @@ nlohmann::json array_embed_json(const InputEmbedReport& in, const Owner& owner) 
           {"seconds", r.seconds}};
 }
 
+nlohmann::json alignment_json(const AlignmentReport& r, const std::filesystem::path& sketch) {
+  return {{"tensors_matched", r.tensors_matched},
+          {"rows_moved", r.rows_moved},
+          {"rows_dropped", r.rows_dropped},
+          {"rows_held_out", r.rows_held_out},
+          {"sign_flips", r.sign_flips},
+          {"rescaled", r.rescaled},
+          {"dims_recovered", r.dims_recovered},
+          {"dims_failed", r.dims_failed},
+          {"seconds", r.seconds},
+          {"sketch", sketch.empty() ? nlohmann::json(nullptr) : nlohmann::json(sketch.string())}};
+}
+
+nlohmann::json sketch_json_of(const std::filesystem::path& path, const AlignmentSketch& sk) {
+  int dims = 0;
+  for (const auto& d : sk.dims) dims += !d.anchored && d.width() > 0 ? 1 : 0;
+  const uint64_t bytes = sk.bytes();
+  return {{"path", path.string()},
+          {"kind", std::string(sketch_kind_name(sk.kind))},
+          {"did", sk.did},
+          {"architecture", sk.architecture},
+          {"bytes", bytes},
+          {"model_bytes", sk.model_bytes},
+          {"fraction", sk.model_bytes ? static_cast<double>(bytes) / static_cast<double>(sk.model_bytes) : 0.0},
+          {"dimensions", dims},
+          {"samples", sk.samples},
+          {"all", sk.all},
+          {"rows", sk.kind == SketchKind::array ? sk.array.ids.size() : 0}};
+}
+
 nlohmann::json verdict_json_of(const Verdict& v) {
   nlohmann::json j{{"did", v.did},
                    {"status", std::string(verdict_status_name(v.status))},
@@ -130,6 +160,10 @@ nlohmann::json verdict_json_of(const Verdict& v) {
     j["duplicate_rows"] = r.duplicate_rows;
   }
   j["seconds"] = v.seconds;
+  if (v.alignment) {  // only once sketches were given: without one, nothing changes
+    j["realigned"] = v.realigned;
+    j["alignment"] = alignment_json(*v.alignment, v.sketch);
+  }
   return j;
 }
 
@@ -150,6 +184,7 @@ nlohmann::json embed_json_of(const InputEmbedReport& r, const Owner& owner) {
   nlohmann::json j = r.checkpoint ? checkpoint_embed_json(r, owner)
                      : r.table    ? table_embed_json(r, owner)
                                   : array_embed_json(r, owner);
+  if (r.sketch) j["sketch"] = sketch_json_of(r.sketch_path, *r.sketch);
   j["warnings"] = strings(r.warnings);
   return j;
 }
@@ -164,5 +199,8 @@ std::string dump(const nlohmann::json& j) {
 std::string verdict_json(const Verdict& v) { return dump(verdict_json_of(v)); }
 std::string file_verdicts_json(const FileVerdicts& fv) { return dump(file_json(fv)); }
 std::string embed_report_json(const InputEmbedReport& r, const Owner& owner) { return dump(embed_json_of(r, owner)); }
+std::string sketch_json(const std::filesystem::path& path, const AlignmentSketch& sketch) {
+  return dump(sketch_json_of(path, sketch));
+}
 
 }  // namespace didmark

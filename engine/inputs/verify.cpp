@@ -35,19 +35,16 @@ Verdict verdict_base(const Owner& o, const Report& r, bool tested) {
   return v;
 }
 
+template <class Report>
+void add_verdicts(std::span<const Owner> owners, const std::vector<Report>& reports, FileVerdicts& out) {
+  for (std::size_t i = 0; i < reports.size(); ++i) out.verdicts.push_back(inputs_detail::verdict_of(owners[i], reports[i]));
+}
+
 void verify_checkpoint_reader(const CheckpointReader& reader, std::span<const Owner> owners, const InputOptions& o,
                               Backend& backend, FileVerdicts& out) {
-  const auto reports = verify_checkpoint(reader, claims_of(owners), o.watermark, backend);
   out.bytes = reader.bytes();
-  for (std::size_t i = 0; i < reports.size(); ++i) {
-    const VerifyReport& r = reports[i];
-    Verdict v = verdict_base(owners[i], r, r.tensors > 0);
-    v.elements = r.elements;
-    v.tensors = r.tensors;
-    v.scheme = r.scheme;
-    v.weights = r;
-    out.verdicts.push_back(std::move(v));
-  }
+  add_verdicts(owners, verify_checkpoint(reader, claims_of(owners), o.watermark, backend), out);
+  inputs_detail::realign_verdicts({&reader, nullptr, {}}, owners, o, backend, out);
 }
 
 void verify_table_file(const fs::path& path, std::span<const Owner> owners, const InputOptions& o, Backend& backend,
@@ -56,15 +53,8 @@ void verify_table_file(const fs::path& path, std::span<const Owner> owners, cons
   out.bytes = table.text().size();
   TableOptions to = o.table;
   to.p_threshold = o.watermark.p_threshold;
-  const auto reports = verify_table(table, claims_of(owners), to, backend);
-  for (std::size_t i = 0; i < reports.size(); ++i) {
-    const TableVerifyReport& r = reports[i];
-    Verdict v = verdict_base(owners[i], r, r.marked_rows > 0);
-    v.elements = r.marked_rows;
-    v.tensors = r.columns;
-    v.table = r;
-    out.verdicts.push_back(std::move(v));
-  }
+  add_verdicts(owners, verify_table(table, claims_of(owners), to, backend), out);
+  inputs_detail::realign_verdicts({}, owners, o, backend, out);
 }
 
 void verify_array_file(const fs::path& path, std::span<const Owner> owners, const InputOptions& o, Backend& backend,
@@ -75,18 +65,40 @@ void verify_array_file(const fs::path& path, std::span<const Owner> owners, cons
   ArrayOptions ao = o.array;
   ao.p_threshold = o.watermark.p_threshold;
   out.bytes = a.file->size();
-  const auto reports = verify_array(x, ids, claims_of(owners), ao, backend);
-  for (std::size_t i = 0; i < reports.size(); ++i) {
-    const ArrayVerifyReport& r = reports[i];
-    Verdict v = verdict_base(owners[i], r, r.rows > 0);
-    v.elements = r.rows * r.dim;
-    v.tensors = 1;
-    v.array = r;
-    out.verdicts.push_back(std::move(v));
-  }
+  add_verdicts(owners, verify_array(x, ids, claims_of(owners), ao, backend), out);
+  inputs_detail::realign_verdicts({nullptr, &x, ids}, owners, o, backend, out);
 }
 
 }  // namespace
+
+namespace inputs_detail {
+
+Verdict verdict_of(const Owner& o, const VerifyReport& r) {
+  Verdict v = verdict_base(o, r, r.tensors > 0);
+  v.elements = r.elements;
+  v.tensors = r.tensors;
+  v.scheme = r.scheme;
+  v.weights = r;
+  return v;
+}
+
+Verdict verdict_of(const Owner& o, const TableVerifyReport& r) {
+  Verdict v = verdict_base(o, r, r.marked_rows > 0);
+  v.elements = r.marked_rows;
+  v.tensors = r.columns;
+  v.table = r;
+  return v;
+}
+
+Verdict verdict_of(const Owner& o, const ArrayVerifyReport& r) {
+  Verdict v = verdict_base(o, r, r.rows > 0);
+  v.elements = r.rows * r.dim;
+  v.tensors = 1;
+  v.array = r;
+  return v;
+}
+
+}  // namespace inputs_detail
 
 std::string_view verdict_status_name(VerdictStatus s) noexcept {
   switch (s) {

@@ -64,6 +64,9 @@ class DatasetOps;
 namespace attribution {
 class AttributionOps;
 }
+namespace alignment {
+class AlignmentOps;
+}
 
 /// Options fixed when a backend is made.
 struct BackendOptions {
@@ -118,6 +121,8 @@ class Backend {
   virtual dataset::DatasetOps& dataset_ops() = 0;
   /// Attribution primitives: KNN-Shapley sessions, keyed projections, Gram, solves, GEMM.
   virtual attribution::AttributionOps& attribution_ops() = 0;
+  /// Alignment passes: per-axis sums and signatures, gathers, rotations (sketches, realignment).
+  virtual alignment::AlignmentOps& alignment_ops() = 0;
   /// The host thread pool this backend's CPU work runs on (for the CUDA backend: the pool
   /// of the CPU backend it uses for host-side work).
   virtual detail::ThreadPool& host_pool() = 0;

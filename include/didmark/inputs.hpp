@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "didmark/alignment.hpp"
 #include "didmark/backend.hpp"
 #include "didmark/checkpoint.hpp"
 #include "didmark/dataset.hpp"
@@ -90,6 +91,15 @@ std::vector<Owner> owners_of(std::span<const RegistryEntry> entries, std::string
 
 // ---- Options -----------------------------------------------------------------------------
 
+/// An alignment sketch read once (load_sketches) and shared by every file a scan verifies.
+struct LoadedSketch {
+  std::filesystem::path path;
+  std::shared_ptr<const AlignmentSketch> sketch;
+};
+
+/// Read sketch files (validated; errors name the file).
+std::vector<LoadedSketch> load_sketches(std::span<const std::string> paths);
+
 /// How inputs of every kind are marked and verified. One struct for all kinds, so an edge
 /// fills it from its flags once; each kind reads the part that applies to it.
 struct InputOptions {
@@ -108,6 +118,17 @@ struct InputOptions {
   std::filesystem::path ids;
   /// Arrays: the row index is the identity (only when rows are never reordered or dropped).
   bool fixed_order = false;
+
+  /// Verification: owners' alignment sketches (each names its owner's DID). An owner with a
+  /// sketch is tested after the suspect is realigned to it (docs/watermark.md), which undoes
+  /// permutations, rescaling, dummy neurons, renames and, for arrays, rotations. Every sketch
+  /// must belong to an owner being verified.
+  std::vector<LoadedSketch> sketches;
+  RealignOptions realign;
+  /// Embedding: also write the sketch of the output here (checkpoints and arrays); `sketch`
+  /// says how big (its `watermark` is taken from above).
+  std::filesystem::path sketch_output;
+  SketchOptions sketch;
 };
 
 /// Where the row identities of array `path` come from under `o`: the --ids file, the
@@ -142,6 +163,11 @@ struct Verdict {
   int tensors = 0;
   Scheme scheme = Scheme::spread_spectrum;
   double seconds = 0;
+  /// With sketches: whether the suspect was realigned for this owner, what realignment found
+  /// (set for every owner once any sketch was given; empty otherwise) and the sketch used.
+  bool realigned = false;
+  std::optional<AlignmentReport> alignment;
+  std::filesystem::path sketch;
 
   std::optional<VerifyReport> weights;
   std::optional<TableVerifyReport> table;
@@ -184,8 +210,16 @@ struct InputEmbedReport {
   std::optional<ArrayEmbedReport> array;
   /// Arrays: where the row identities came from ("ids from F", "row index (--fixed-order)").
   std::string row_identity;
+  /// With InputOptions::sketch_output: the sketch written there.
+  std::shared_ptr<const AlignmentSketch> sketch;
+  std::filesystem::path sketch_path;
   std::vector<std::string> warnings;
 };
+
+/// Sketch an input that already carries `did`'s mark (`didmark sketch`): a checkpoint, or a
+/// row-keyed array (ids as for verification). Reads only; the caller writes the sketch.
+AlignmentSketch sketch_input(const std::filesystem::path& path, std::string did, const InputOptions& options,
+                             Backend& backend = default_backend());
 
 /// Mark `input` into a new `output` for `owner`, atomically; the input is only read.
 /// Refused (nothing written): an output that is the input or exists without overwrite, an
@@ -232,5 +266,8 @@ std::string verdict_json(const Verdict& v);
 std::string file_verdicts_json(const FileVerdicts& fv);
 /// The report of embed_input for `owner`, with the fields of the input's kind and "warnings".
 std::string embed_report_json(const InputEmbedReport& r, const Owner& owner);
+/// A sketch written to `path`: path, kind, did, architecture, bytes, model_bytes, fraction,
+/// dimensions, samples, all, rows.
+std::string sketch_json(const std::filesystem::path& path, const AlignmentSketch& sketch);
 
 }  // namespace didmark

@@ -125,7 +125,7 @@ TEST(Inputs, NothingEligibleIsItsOwnStatus) {
   const std::vector<NamedTensor> t{b.named()};
   write_safetensors(d / "tiny.safetensors", t);
   const Owner alice = owner(1, "did:example:alice");
-  const FileVerdicts fv = verify_input(d / "tiny.safetensors", std::span(&alice, 1), {});
+  const FileVerdicts fv = verify_input(d / "tiny.safetensors", std::span(&alice, 1), InputOptions());
   EXPECT_EQ(fv.verdicts[0].status, VerdictStatus::no_eligible_data);
   EXPECT_FALSE(fv.verdicts[0].detected);
   EXPECT_EQ(verdict_status_name(fv.verdicts[0].status), "no_eligible_data");
@@ -178,7 +178,7 @@ TEST(Inputs, ArraysTakeIdsFromFlagSidecarOrRowIndex) {
   for (std::size_t i = 0; i < id.size(); ++i) id[i] = static_cast<int64_t>(i * 31 + 5);
   write_npy(ids, TensorView::contiguous(id.data(), DType::i64, {4000}));
   const Owner carol = owner(3, "did:example:carol"), dave = owner(9, "did:example:dave");
-  EXPECT_NE(test::error_of([&] { embed_input(in, out, carol, {}); }).find("--fixed-order"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { embed_input(in, out, carol, InputOptions()); }).find("--fixed-order"), std::string::npos);
   InputOptions o;
   o.ids = ids;
   const InputEmbedReport r = embed_input(in, out, carol, o);
@@ -194,7 +194,7 @@ TEST(Inputs, ArraysTakeIdsFromFlagSidecarOrRowIndex) {
   EXPECT_EQ(v[0].elements, 4000 * 64);
   // The sidecar beside the array is found without --ids.
   fs::copy_file(ids, d / "x.marked.ids.npy");
-  EXPECT_TRUE(verify_input(out, owners, {}).verdicts[0].detected);
+  EXPECT_TRUE(verify_input(out, owners, InputOptions()).verdicts[0].detected);
   // With the wrong identities the mark is gone.
   InputOptions fixed;
   fixed.fixed_order = true;

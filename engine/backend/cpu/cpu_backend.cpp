@@ -2,6 +2,7 @@
 #include <memory>
 #include <mutex>
 
+#include "backend/alignment_ops.hpp"
 #include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
@@ -167,6 +168,10 @@ class CpuBackend final : public Backend {
     std::call_once(attribution_once_, [&] { attribution_ = attribution::make_cpu_attribution_ops(pool_); });
     return *attribution_;
   }
+  alignment::AlignmentOps& alignment_ops() override {
+    std::call_once(alignment_once_, [&] { alignment_ = alignment::make_cpu_alignment_ops(pool_); });
+    return *alignment_;
+  }
   detail::ThreadPool& host_pool() override { return pool_; }
   const BackendOptions& options() const noexcept override { return options_; }
 
@@ -212,9 +217,10 @@ class CpuBackend final : public Backend {
 
   BackendOptions options_;
   detail::ThreadPool pool_;
-  std::once_flag dataset_once_, attribution_once_;
+  std::once_flag dataset_once_, attribution_once_, alignment_once_;
   std::unique_ptr<dataset::DatasetOps> dataset_;
   std::unique_ptr<attribution::AttributionOps> attribution_;
+  std::unique_ptr<alignment::AlignmentOps> alignment_;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backend/alignment_ops.hpp"
 #include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
@@ -180,6 +181,10 @@ class CudaBackend final : public Backend {
                    [&] { attribution_ = attribution::make_cuda_attribution_ops(res_, host_->attribution_ops()); });
     return *attribution_;
   }
+  alignment::AlignmentOps& alignment_ops() override {
+    std::call_once(alignment_once_, [&] { alignment_ = alignment::make_cuda_alignment_ops(res_); });
+    return *alignment_;
+  }
   detail::ThreadPool& host_pool() override { return host_->host_pool(); }
   const BackendOptions& options() const noexcept override { return options_; }
 
@@ -243,9 +248,10 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Backend> host_;  // the CPU backend for host-side work (its pool, its op tables)
   cuda::CudaResources res_;
   cudaEvent_t events_[2] = {nullptr, nullptr};
-  std::once_flag dataset_once_, attribution_once_;
+  std::once_flag dataset_once_, attribution_once_, alignment_once_;
   std::unique_ptr<dataset::DatasetOps> dataset_;
   std::unique_ptr<attribution::AttributionOps> attribution_;
+  std::unique_ptr<alignment::AlignmentOps> alignment_;
 };
 
 }  // namespace

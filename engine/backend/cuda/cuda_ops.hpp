@@ -18,3 +18,7 @@ namespace didmark::attribution {
 class AttributionOps;
 std::unique_ptr<AttributionOps> make_cuda_attribution_ops(cuda::CudaResources& res, AttributionOps& host);
 }  // namespace didmark::attribution
+namespace didmark::alignment {
+class AlignmentOps;
+std::unique_ptr<AlignmentOps> make_cuda_alignment_ops(cuda::CudaResources& res);
+}  // namespace didmark::alignment
