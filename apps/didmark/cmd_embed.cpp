@@ -2,6 +2,7 @@
 // `didmark formats`: the file formats embed, verify and scan understand.
 #include <iostream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "didmark/error.hpp"
 #include "formats.hpp"
@@ -14,6 +15,7 @@ namespace fs = std::filesystem;
 
 struct EmbedFlags {
   MarkFlags mark;
+  CertificateFlags cert;
   std::string input, output;
   bool force = false;
 };
@@ -39,12 +41,13 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
   add_owner_options(*cmd, f->mark, true, false);
   add_mark_options(*cmd, f->mark);
   cmd->add_flag("-f,--force", f->force, "Replace an existing output (never the input)");
+  add_embed_certificate_option(*cmd, f->cert);
   cmd->footer(
       "The output is written to a temporary file beside it, synced and renamed into place: a crash or\n"
       "kill leaves no partial output, and the input is only read. Prints a per-tensor table (or JSON\n"
       "with --json). Exit codes: 0 written, 2 error.");
-  cmd->callback([&g, &action, f] {
-    action = [&g, f]() -> int {
+  cmd->callback([&g, &action, f, cmd] {
+    action = [&g, f, cmd]() -> int {
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
                       "embed needs --id IDFILE: the identity of the owner whose mark is embedded");
       const fs::path in(f->input), out(f->output);
@@ -58,7 +61,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       job.options = watermark_options(f->mark);
       job.force = f->force;
       job.globals = &g;
-      const EmbedResult r = h.embed(job);
+      const EmbedResult r = embed_with_certificate(h, job, f->cert, *cmd);
       if (g.json)
         print_json(r.json);
       else

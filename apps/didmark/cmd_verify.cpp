@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "didmark/error.hpp"
 #include "formats.hpp"
@@ -12,6 +13,7 @@ namespace {
 
 struct VerifyFlags {
   MarkFlags mark;
+  CertificateFlags cert;
   std::string input;
 };
 
@@ -46,14 +48,16 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   cmd->add_option("IN", f->input, "File (or folder of a sharded checkpoint)")->required();
   add_owner_options(*cmd, f->mark, true, true);
   add_mark_options(*cmd, f->mark);
+  add_verify_certificate_options(*cmd, f->cert);
   cmd->footer(
       "One verdict per owner: did, detected, z, p_value (a bound on the chance of this score without\n"
       "the mark), bit_errors, bits, elements, tensors. The file is read once for all owners.\n"
       "Exit codes: 0 the asked DID (--id or --did) is detected, or with a whole registry at least one\n"
       "registered DID is; 1 not detected; 2 error.");
-  cmd->callback([&g, &action, f] {
-    action = [&g, f]() -> int {
-      const auto owners = resolve_owners(f->mark);
+  cmd->callback([&g, &action, f, cmd] {
+    action = [&g, f, cmd]() -> int {
+      const CertifiedOwners co = resolve_certified_owners(f->mark, f->cert, *cmd);
+      const auto& owners = co.owners;
       const FormatHandler& h = format_for(f->input, f->mark.format);
       DIDMARK_EXPECTS(static_cast<bool>(h.verify), unsupported, "format '", h.name, "' cannot verify");
       VerifyJob job;
@@ -62,10 +66,15 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       job.options = watermark_options(f->mark);
       job.globals = &g;
       const std::vector<Verdict> vs = h.verify(job);
-      if (g.json)
-        print_json(verified_file_json(f->input, h.name, vs));
-      else
+      const nlohmann::json precedence = certificate_precedence(co, job, vs);
+      if (g.json) {
+        nlohmann::json out = verified_file_json(f->input, h.name, vs);
+        if (!precedence.is_null()) out["precedence"] = precedence;
+        print_json(out);
+      } else {
         print_verdicts(f->input, h.name, vs);
+        print_precedence(precedence);
+      }
       bool any = false;
       for (const auto& v : vs) any = any || v.detected;
       return any ? kExitOk : kExitNotDetected;
