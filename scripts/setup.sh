@@ -12,7 +12,7 @@ APT_PACKAGES=(
   pybind11-dev
   clang libclang-rt-14-dev
 )
-PIP_PACKAGES=(numpy pytest safetensors)
+PIP_PACKAGES=(numpy pytest safetensors cryptography)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
