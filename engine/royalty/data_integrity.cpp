@@ -39,6 +39,14 @@ bool is_datetime(const std::string& s) {
   if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) return i + 1 == s.size();
   return i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && digits(i + 1, 2) && s[i + 3] == ':' && digits(i + 4, 2);
 }
+// o[key] when it is a string, else "" (without json::value, which GCC's -Wnull-dereference
+// misreads once inlined here).
+std::string text_of(const nlohmann::json& o, const char* key) {
+  if (!o.is_object()) return {};
+  const auto it = o.find(key);
+  if (it == o.end() || !it->is_string()) return {};
+  return it->get_ref<const std::string&>();
+}
 }  // namespace
 
 std::string did_key_verification_method(std::string_view did) {
@@ -75,10 +83,17 @@ nlohmann::json eddsa_jcs_2022_sign(nlohmann::json document, nlohmann::json optio
 std::string eddsa_jcs_2022_verify(const nlohmann::json& secured, const std::array<uint8_t, 32>* public_key) {
   if (!secured.is_object()) return "the document is not a JSON object";
   if (!secured.contains("proof")) return "the document has no proof";
-  const nlohmann::json& proof = secured["proof"];
-  if (!proof.is_object()) return "the proof is not a single JSON object";
-  if (proof.value("type", "") != "DataIntegrityProof") return "proof type is not DataIntegrityProof";
-  if (proof.value("cryptosuite", "") != kSuite) return "proof cryptosuite is not eddsa-jcs-2022";
+  if (!secured["proof"].is_object()) return "the proof is not a single JSON object";
+  nlohmann::json unsecured = secured;
+  unsecured.erase("proof");
+  return eddsa_jcs_2022_verify_proof(unsecured, secured["proof"], public_key);
+}
+
+std::string eddsa_jcs_2022_verify_proof(nlohmann::json unsecured, const nlohmann::json& proof,
+                                        const std::array<uint8_t, 32>* public_key) {
+  if (!proof.is_object()) return "the proof is not a JSON object";
+  if (text_of(proof, "type") != "DataIntegrityProof") return "proof type is not DataIntegrityProof";
+  if (text_of(proof, "cryptosuite") != kSuite) return "proof cryptosuite is not eddsa-jcs-2022";
   if (!proof.contains("proofValue") || !proof["proofValue"].is_string()) return "the proof has no proofValue";
   if (proof.contains("created") && !(proof["created"].is_string() && is_datetime(proof["created"].get<std::string>())))
     return "proof 'created' is not an RFC 3339 date-time";
@@ -92,8 +107,6 @@ std::string eddsa_jcs_2022_verify(const nlohmann::json& secured, const std::arra
   }
   if (sig.size() != 64) return "proofValue does not hold a 64-byte Ed25519 signature";
 
-  nlohmann::json unsecured = secured;
-  unsecured.erase("proof");
   nlohmann::json options = proof;
   options.erase("proofValue");
   if (options.contains("@context")) {
@@ -113,7 +126,7 @@ std::string eddsa_jcs_2022_verify(const nlohmann::json& secured, const std::arra
   if (public_key) {
     key = *public_key;
   } else {
-    const std::string vm = proof.value("verificationMethod", "");
+    const std::string vm = text_of(proof, "verificationMethod");
     const std::size_t hash = vm.find('#');
     if (vm.rfind("did:key:", 0) != 0 || hash == std::string::npos) return "verificationMethod is not a did:key URL";
     const std::string did = vm.substr(0, hash);
@@ -131,6 +144,41 @@ std::string eddsa_jcs_2022_verify(const nlohmann::json& secured, const std::arra
   const auto h = hash_data(config, document);
   if (!verify_signature(did_key_from_ed25519(key), h, sig)) return "the signature does not verify";
   return {};
+}
+
+nlohmann::json proof_chain_input(const nlohmann::json& secured, const nlohmann::json& previous) {
+  nlohmann::json input = secured;
+  input.erase("proof");
+  if (previous.is_null()) return input;
+  const nlohmann::json all = !secured.contains("proof")      ? nlohmann::json::array()
+                             : secured["proof"].is_array() ? secured["proof"]
+                                                            : nlohmann::json::array({secured["proof"]});
+  const nlohmann::json ids = previous.is_array() ? previous : nlohmann::json::array({previous});
+  nlohmann::json matching = nlohmann::json::array();
+  for (const auto& id : ids) {
+    DIDMARK_EXPECTS(id.is_string(), corrupt_input, "previousProof is not a proof id (a string)");
+    const nlohmann::json* found = nullptr;
+    for (const auto& p : all)
+      if (p.is_object() && p.contains("id") && p["id"] == id) found = &p;
+    DIDMARK_EXPECTS(found != nullptr, corrupt_input, "previousProof '", id.get<std::string>(),
+                    "' names no proof of the document");
+    matching.push_back(*found);
+  }
+  input["proof"] = std::move(matching);
+  return input;
+}
+
+nlohmann::json eddsa_jcs_2022_add_proof(nlohmann::json secured, nlohmann::json options, const Identity& signer) {
+  const nlohmann::json previous = options.contains("previousProof") ? options["previousProof"] : nlohmann::json();
+  const nlohmann::json input = proof_chain_input(secured, previous);
+  const nlohmann::json ctx = input.contains("@context") ? input["@context"] : nlohmann::json();
+  nlohmann::json proof = eddsa_jcs_2022_prove(jcs(input), ctx, std::move(options), signer);
+  nlohmann::json all = !secured.contains("proof")      ? nlohmann::json::array()
+                       : secured["proof"].is_array() ? secured["proof"]
+                                                      : nlohmann::json::array({secured["proof"]});
+  all.push_back(std::move(proof));
+  secured["proof"] = all.size() == 1 ? all[0] : all;
+  return secured;
 }
 
 }  // namespace didmark::detail

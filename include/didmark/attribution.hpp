@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "didmark/backend.hpp"
+#include "didmark/certificate.hpp"
 #include "didmark/tensor.hpp"
 
 namespace didmark {
@@ -212,6 +213,14 @@ struct LineageShare {
   double z = 0;
   bool detected = false;
   double share = 0;  ///< fraction of the lineage pool, in [0, 1]
+  // With certificates (certified_lineage_shares); empty otherwise.
+  std::string role;      ///< "base", "derivative", "uncertified" (detected, no certificate), "not-detected"
+  int line = -1;         ///< the line (base and its derivatives) the owner belongs to, 0-based
+  /// Hugging Face `base_model_relation` of the checkpoint to this owner's certified model
+  /// where the evidence shows one: "merge", "finetune" or "quantized" ("adapter" is never
+  /// inferred from marks: an adapter file carries new weights, not its base's mark).
+  std::string relation;
+  std::vector<std::string> flags;  ///< the owner's precedence flags, plus "uncertified"
 };
 
 struct LineageReport {
@@ -224,5 +233,29 @@ struct LineageReport {
 /// ancestor contributed (docs/attribution.md), so the shares estimate the fractions inherited.
 /// Duplicate DIDs and non-finite z are refused (Errc::invalid_argument).
 LineageReport lineage_shares(std::span<const OwnerEvidence> evidence);
+
+/// What the certified lineage rule reads.
+struct CertifiedLineageInput {
+  std::span<const OwnerEvidence> evidence;      ///< every owner checked (as for lineage_shares)
+  std::span<const PrecedenceEntry> precedence;  ///< mark_precedence of the certified owners
+  /// Share of each line's pool that goes to its derivatives together (0..1).
+  double derivative_share = 0.2;
+  /// The checkpoint's summary and the certified models' summaries by DID (for "quantized").
+  std::optional<ModelSummary> file_summary;
+  std::map<std::string, ModelSummary> certified_summaries;
+};
+
+/// Lineage with mark certificates (docs/attribution.md, docs/certificate.md). The precedence
+/// owners form lines: the earliest owner is the base of the first line; a later owner joins
+/// the line of the latest earlier owner whose mark its certified model carries (an
+/// "unchecked" owner joins the line of the owner before it); a later owner whose certified
+/// model carries none of the earlier marks starts a new line (the checkpoint merges lines).
+/// Lines share the pool in proportion to their bases' z (a merge's fractions); within a
+/// line the base receives 1 - derivative_share and the derivatives split derivative_share
+/// equally (a line of one: the base takes it all). Detected owners without a certificate
+/// and undetected owners get 0. Not proportional to z within a line: a later mark's z says
+/// nothing about who made the model. Errc::invalid_argument as lineage_shares, and for a
+/// precedence DID that is not among the detected evidence or a share outside 0..1.
+LineageReport certified_lineage_shares(const CertifiedLineageInput& in);
 
 }  // namespace didmark
