@@ -88,7 +88,7 @@ WatermarkOptions adjusted(WatermarkOptions o, CheckpointFormat f) {
 }
 
 // Refuse results that must not be written: nothing marked, or over the fidelity budget.
-void check_embed_result(const EmbedReport& r, const fs::path& in, const WatermarkOptions& o) {
+void check_embed_result(const EmbedReport& r, const fs::path& in, const WatermarkOptions& o, bool allow_weak) {
   if (r.tensors_marked == 0) {
     std::string why;
     for (const auto& t : r.tensors)
@@ -104,6 +104,16 @@ void check_embed_result(const EmbedReport& r, const fs::path& in, const Watermar
     DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': tensor '", worst ? worst->name : "?",
                   "' would change by ", 100 * (worst ? worst->relative_change : 0), "%, over the budget of ",
                   100 * o.max_relative_change, "%; nothing was written (lower the strength)");
+  }
+  const double need = hoeffding_z_threshold(o.p_threshold);
+  if (!allow_weak && r.scheme == Scheme::spread_spectrum && r.expected_z < need) {
+    // z = strength * sqrt(N): the strength that reaches the threshold, with 20% to spare.
+    const double s = 1.2 * need / std::sqrt(static_cast<double>(std::max<int64_t>(r.elements_marked, 1)));
+    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': the mark could not be proved: expected z ",
+                  std::round(r.expected_z * 100) / 100, " (", r.elements_marked, " elements at strength ", r.strength,
+                  ") is below the ", std::round(need * 100) / 100, " that p <= ", o.p_threshold,
+                  " needs; nothing was written. Use --strength ", std::ceil(s * 1e4) / 1e4,
+                  " or more (its change budget follows), mark more tensors, or pass --allow-weak to write it anyway");
   }
 }
 
@@ -297,19 +307,19 @@ std::vector<VerifyReport> verify_checkpoint(const CheckpointReader& r, std::span
 namespace {
 
 CheckpointEmbedReport embed_safetensors(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                        const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                        const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                         Backend& backend) {
   SafetensorsFile src(in);
   refuse_input_as_output(in, out);
   advise(*src.mapping());
-  SafetensorsWriter dst(out, src, overwrite);
+  SafetensorsWriter dst(out, src, write.overwrite);
   ViewPairs pairs;
   const auto s = src.tensors(), d = dst.tensors();
   for (std::size_t i = 0; i < s.size(); ++i) pairs.add(s[i], d[i]);
   CheckpointEmbedReport r;
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   dst.commit();
   r.outputs.push_back(out);
   r.bytes_read = r.bytes_written = src.size();
@@ -317,7 +327,7 @@ CheckpointEmbedReport embed_safetensors(const fs::path& in, const fs::path& out,
 }
 
 CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                    const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                    const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                     Backend& backend) {
   Sharded s = open_sharded(in);
   const bool out_is_index = detail::ascii_lower(out.filename().string()).ends_with(kIndexSuffix);
@@ -330,21 +340,21 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
   }
   refuse_input_as_output(in, index_out);
   for (const auto& shard : s.index.shards) refuse_input_as_output(s.index.folder() / shard, dir / shard);
-  refuse_existing(index_out, overwrite);
+  refuse_existing(index_out, write.overwrite);
 
   std::vector<std::unique_ptr<SafetensorsWriter>> writers;
   ViewPairs pairs;
   CheckpointEmbedReport r;
   for (std::size_t k = 0; k < s.shards.size(); ++k) {
     advise(*s.shards[k]->mapping());
-    writers.push_back(std::make_unique<SafetensorsWriter>(dir / s.index.shards[k], *s.shards[k], overwrite));
+    writers.push_back(std::make_unique<SafetensorsWriter>(dir / s.index.shards[k], *s.shards[k], write.overwrite));
     const auto a = s.shards[k]->tensors(), b = writers.back()->tensors();
     for (std::size_t i = 0; i < a.size(); ++i) pairs.add(a[i], b[i]);
     r.bytes_read += s.shards[k]->size();
   }
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   for (std::size_t k = 0; k < writers.size(); ++k) {
     writers[k]->commit();
     r.outputs.push_back(dir / s.index.shards[k]);
@@ -353,7 +363,7 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
   // The index last: a reader that finds it finds complete shards.
   const MappedFile index(in);
   const std::string text(reinterpret_cast<const char*>(index.data()), index.size());
-  detail::write_file_atomically(index_out, text, overwrite);
+  detail::write_file_atomically(index_out, text, write.overwrite);
   r.outputs.push_back(index_out);
   r.bytes_read += text.size();
   r.bytes_written += text.size();
@@ -361,16 +371,16 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
 }
 
 CheckpointEmbedReport embed_torch(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                  const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                  const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                   Backend& backend) {
   refuse_input_as_output(in, out);
-  refuse_existing(out, overwrite);
+  refuse_existing(out, write.overwrite);
   TorchCheckpoint ck = TorchCheckpoint::load(in);
   CheckpointEmbedReport r;
   r.report = embed_in_place(ck.tensors(), key, payload, o, backend);
   r.withheld = ck.withheld();
-  check_embed_result(r.report, in, o);
-  ck.save(out, overwrite);
+  check_embed_result(r.report, in, o, write.allow_weak);
+  ck.save(out, write.overwrite);
   r.outputs.push_back(out);
   r.bytes_read = file_bytes(in);
   r.bytes_written = file_bytes(out);
@@ -378,12 +388,12 @@ CheckpointEmbedReport embed_torch(const fs::path& in, const fs::path& out, const
 }
 
 CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                 Backend& backend) {
   const NpyArray a = read_npy(in);
   refuse_input_as_output(in, out);
   advise(*a.file);
-  detail::MappedOutput dst(out, overwrite, a.file->size());
+  detail::MappedOutput dst(out, write.overwrite, a.file->size());
   std::memcpy(dst.data(), a.file->data(), a.data_offset);
   TensorView dv = a.view();
   dv.data = dst.data() + a.data_offset;
@@ -392,7 +402,7 @@ CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const W
   CheckpointEmbedReport r;
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   dst.commit();
   r.outputs.push_back(out);
   r.bytes_read = r.bytes_written = a.file->size();
@@ -409,10 +419,10 @@ CheckpointEmbedReport embed_checkpoint(const fs::path& input, const fs::path& ou
   const WatermarkOptions o = adjusted(options, format);
   CheckpointEmbedReport r;
   switch (format) {
-    case CheckpointFormat::safetensors: r = embed_safetensors(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::safetensors_sharded: r = embed_sharded(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::torch: r = embed_torch(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::npy: r = embed_npy(in, output, key, payload, o, write.overwrite, backend); break;
+    case CheckpointFormat::safetensors: r = embed_safetensors(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::safetensors_sharded: r = embed_sharded(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::torch: r = embed_torch(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::npy: r = embed_npy(in, output, key, payload, o, write, backend); break;
   }
   r.format = format;
   return r;
