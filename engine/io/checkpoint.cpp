@@ -16,6 +16,7 @@
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/mapped_output.hpp"
+#include "io/npy_detail.hpp"
 
 namespace didmark {
 namespace {
@@ -373,10 +374,14 @@ CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const W
   const NpyArray a = read_npy(in);
   refuse_input_as_output(in, out);
   advise(*a.file);
-  detail::MappedOutput dst(out, overwrite, a.file->size());
-  std::memcpy(dst.data(), a.file->data(), a.data_offset);
-  TensorView dv = a.view();
-  dv.data = dst.data() + a.data_offset;
+  // A converted (big-endian or Fortran-order) input is written little-endian in C order.
+  const std::string header = a.converted ? detail::npy_header_bytes(a.dtype, a.shape)
+                                         : std::string(reinterpret_cast<const char*>(a.file->data()), a.data_offset);
+  const TensorView sv = a.view();
+  detail::MappedOutput dst(out, overwrite, header.size() + sv.nbytes());
+  std::memcpy(dst.data(), header.data(), header.size());
+  TensorView dv = sv;
+  dv.data = dst.data() + header.size();
   ViewPairs pairs;
   pairs.add({"array", a.view()}, {"array", dv});
   CheckpointEmbedReport r;
@@ -385,7 +390,8 @@ CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const W
   check_embed_result(r.report, in, o);
   dst.commit();
   r.outputs.push_back(out);
-  r.bytes_read = r.bytes_written = a.file->size();
+  r.bytes_read = a.file->size();
+  r.bytes_written = header.size() + sv.nbytes();
   return r;
 }
 
