@@ -62,7 +62,7 @@ std::string delimiter_name(char d) {
 
 [[noreturn]] void fail_at(const Cursor& c, int64_t line, int64_t column, std::size_t field, const std::string& what) {
   DIDMARK_THROW(Errc::corrupt_input, *c.source, ": malformed CSV at line ", line, ", column ", column, " (field ",
-                field, "): ", what);
+                field, "): ", what, c.hint);
 }
 
 /// Parse one record starting at c.pos; field starts (absolute) go to `starts`, and the end
@@ -80,7 +80,7 @@ std::size_t parse_record(Cursor& c, std::vector<std::size_t>& starts) {
   auto check_length = [&] {
     if (c.pos - record_start > c.max_bytes)
       fail_at(c, record_line, 1, starts.size() + c.overflow,
-              detail::concat("the record is longer than ", c.max_bytes, " bytes (kCsvMaxRecordBytes)", c.hint));
+              detail::concat("the record is longer than ", c.max_bytes, " bytes (kCsvMaxRecordBytes)"));
   };
   for (;;) {
     const std::size_t field_start = c.pos;
@@ -244,8 +244,10 @@ CsvTable CsvTable::parse(std::string text, std::string source, const CsvOptions&
     t.header_.push_back(unquote(std::string_view(d + starts[i], e - starts[i])));
   }
   const std::size_t cols = starts.size();
-  // What is likely wrong when records disagree with the header.
-  std::string hint;
+  // What is likely wrong when records disagree with the header: a one-column header that
+  // holds another delimiter (said in every error), or a detected delimiter (said when field
+  // counts disagree).
+  std::string hint, count_hint;
   if (cols == 1) {
     for (char other : kCsvDelimiters)
       if (other != t.delimiter_ && std::memchr(d + header_begin, other, header_end - header_begin)) {
@@ -253,7 +255,7 @@ CsvTable CsvTable::parse(std::string text, std::string source, const CsvOptions&
         break;
       }
   } else if (t.detected_delimiter_) {
-    hint = "; the delimiter " + delimiter_name(t.delimiter_) + " was detected from the header line";
+    count_hint = "; the delimiter " + delimiter_name(t.delimiter_) + " was detected from the header line";
   }
   c.hint = hint.c_str();
   c.max_fields = cols;
@@ -279,7 +281,7 @@ CsvTable CsvTable::parse(std::string text, std::string source, const CsvOptions&
       DIDMARK_THROW(Errc::corrupt_input, t.source_, ": malformed CSV at line ",
                     line + std::count(d + rs, d + at, '\n'), ", column ", col0 + 1, " (field ",
                     std::min(fields, cols + 1), "): the record has ", fields, " field", fields == 1 ? "" : "s",
-                    " but the header has ", cols, hint);
+                    " but the header has ", cols, hint, count_hint);
     }
     DIDMARK_EXPECTS(end - rs < std::numeric_limits<uint32_t>::max(), corrupt_input, t.source_, ": line ", line,
                     " is longer than 4 GiB");

@@ -193,6 +193,9 @@ class Validator {
     for (uint32_t ch : children) {
       check(ch != c, Errc::corrupt_input, op, " puts a container into itself");
       Node& x = nodes_[ch];
+      // A function is only called; a storage class only names a storage's type.
+      check(x.kind != K::global || x.global == G::storage_type, Errc::corrupt_input, op,
+            " uses a function as a value");
       x.flags |= kFrozen;
       const uint16_t d = static_cast<uint16_t>(x.depth + 1);
       if (d > n.depth) n.depth = d;
@@ -566,7 +569,8 @@ class Validator {
     check(stack_.size() == 1, Errc::corrupt_input, "STOP leaves ", stack_.size(), " values on the stack, not 1");
     check(pos_ == in_.size(), Errc::corrupt_input, in_.size() - pos_, " bytes follow STOP");
     const Node& root = nodes_[stack_[0]];
-    check(root.kind != K::storage, Errc::corrupt_input, "the pickle is a bare storage");
+    check(root.kind != K::storage && root.kind != K::global, Errc::corrupt_input,
+          "the pickle is a bare storage or function");
     result_.depth = root.depth;
     const uint64_t budget = kTorchMaxViewFactor * result_.storage_bytes + (uint64_t{1} << 20);
     check(result_.tensor_bytes <= budget, Errc::corrupt_input, "its tensors view ", result_.tensor_bytes,
