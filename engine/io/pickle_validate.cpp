@@ -295,8 +295,9 @@ class Validator {
       case 'q': case 'r': {
         const uint64_t idx = le(op == 'q' ? 1 : 4, "BINPUT");
         check(stack_.size() > frame(), Errc::corrupt_input, "BINPUT with nothing above the last MARK");
-        check(idx < kPickleMaxValues && idx <= 4 * result_.opcodes + 16, Errc::corrupt_input, "memo index ", idx,
-              " is out of bounds (pickles number memo entries 0, 1, 2, ...)");
+        const uint64_t limit = o_.memo_limit ? o_.memo_limit : result_.values;
+        check(idx < limit && idx < kPickleMaxValues, Errc::corrupt_input, "memo index ", idx,
+              " is out of bounds (pickles number memo entries 0, 1, 2, ... as they make values)");
         if (idx >= memo_.size()) memo_.resize(idx + 1, kUnset);
         memo_[idx] = stack_.back();
         return;

@@ -9,8 +9,9 @@
 //    protocol 0/1 text forms, nothing of protocols 3-5);
 //  * stack discipline: every opcode finds the values it pops above the innermost MARK;
 //    MARKs balance; STOP leaves exactly one value and ends the pickle;
-//  * memo: PUT indices bounded by the opcodes read (Python numbers them 0, 1, 2, ...), GET of
-//    a slot that was set;
+//  * memo: a PUT index below the number of values made so far (Python numbers memo entries
+//    0, 1, 2, ... as it makes objects), so LibTorch's memo table never outgrows the pickle;
+//    GET of a slot that was set;
 //  * lengths: every string and argument lies within the bytes present;
 //  * limits: kPickleMaxValues values, kPickleMaxContainer elements per container,
 //    kPickleMaxDepth nesting, kPickleMaxTreeValues values when walked as a tree;
@@ -43,6 +44,10 @@ struct PickleCheckOptions {
   /// The stream LibTorch itself will read (after fix_torch_pickle): SETITEM, APPEND, BUILD
   /// and LONG1 of other than 8 bytes, which LibTorch 1.13 lacks, are refused too.
   bool for_libtorch = false;
+  /// When non-zero, memo indices must be below this instead of below the values made so
+  /// far: for the rewritten stream, which keeps the original's indices but makes fewer
+  /// values (pass the original's PickleCheck::values).
+  std::size_t memo_limit = 0;
 };
 
 struct PickleCheck {

@@ -190,6 +190,7 @@ TorchArchive open_torch_archive(std::span<const unsigned char> file, std::string
   a.fixed = fix_torch_pickle(pickle);
   o.where = "'" + name + "': data.pkl (as rewritten for LibTorch)";
   o.for_libtorch = true;
+  o.memo_limit = a.check.values;
   validate_torch_pickle(a.fixed.bytes, o);
   return a;
 }

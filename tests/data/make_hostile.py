@@ -7,6 +7,7 @@ the problem, within seconds and a few MB). Large reproductions (100k-deep JSON, 
 line, 200k metadata keys) are built by the tests themselves instead of being stored.
 
   torch/*.pt                   torch.save zips (stored entries, fixed timestamps)
+  torch/seed_structured.bin    a seed for the archive fuzzer's structure-aware mode
   pickle/regress/*.pkl         raw data.pkl streams (the pickle fuzzer's regressions)
   safetensors/regress/*        safetensors headers
   npy/*.npy                    big-endian / Fortran-order / id arrays (issue 19) and bad headers
@@ -105,6 +106,9 @@ def main():
     pkl, rec = pickled_state_dict({"a.weight": torch_files.Tensor(st, 0, (4, 4), (4, 1)),
                                    "a.t": torch_files.Tensor(st, 0, (4, 4), (1, 4))})
     torch_zip("torch/valid_small.pt", pkl, rec)
+    # The same for the structure-aware mode of the archive fuzzer (fuzz_targets.hpp): one
+    # record of 64 bytes, then data.pkl.
+    out("torch/seed_structured.bin", bytes([1]) + struct.pack("<H", len(rec["0"])) + pkl)
 
     # A compressed entry (torch.save stores): refused before miniz inflates anything.
     pkl, rec = pickled_state_dict({"w": torch_files.Tensor(st, 0, (16,), (1,))})

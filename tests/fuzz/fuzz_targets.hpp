@@ -13,6 +13,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
@@ -64,7 +66,7 @@ inline bool torch_pickle(std::span<const uint8_t> in) {
   detail::PickleCheckOptions o;
   bool valid = false;
   try {
-    detail::validate_torch_pickle(p, o);
+    o.memo_limit = detail::validate_torch_pickle(p, o).values;
     valid = true;
   } catch (const Error&) {
   }
@@ -80,8 +82,47 @@ inline bool torch_pickle(std::span<const uint8_t> in) {
   return true;
 }
 
-/// A whole torch.save file (zip + pickle), as TorchCheckpoint::load checks it first.
+/// A stored zip (no CRCs: didmark's reader does not need them) of `entries`.
+inline std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
+  auto le = [](std::string& o, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) o.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  };
+  std::string out, dir;
+  for (const auto& [name, data] : entries) {
+    const uint64_t at = out.size();
+    le(out, 0x04034b50, 4), le(out, 20, 2), le(out, 0, 2), le(out, 0, 2), le(out, 0, 4), le(out, 0, 4);
+    le(out, data.size(), 4), le(out, data.size(), 4), le(out, name.size(), 2), le(out, 0, 2);
+    out += name + data;
+    le(dir, 0x02014b50, 4), le(dir, 20, 2), le(dir, 20, 2), le(dir, 0, 2), le(dir, 0, 2), le(dir, 0, 4);
+    le(dir, 0, 4), le(dir, data.size(), 4), le(dir, data.size(), 4), le(dir, name.size(), 2), le(dir, 0, 2);
+    le(dir, 0, 2), le(dir, 0, 2), le(dir, 0, 2), le(dir, 0, 4), le(dir, at, 4);
+    dir += name;
+  }
+  const uint64_t cd = out.size();
+  out += dir;
+  le(out, 0x06054b50, 4), le(out, 0, 2), le(out, 0, 2), le(out, entries.size(), 2), le(out, entries.size(), 2);
+  le(out, dir.size(), 4), le(out, cd, 4), le(out, 0, 2);
+  return out;
+}
+
+/// A whole torch.save file, as TorchCheckpoint::load checks it first. Input starting with
+/// "PK": the file itself (the zip reader); otherwise structure-aware: byte 0 = number of
+/// storage records (mod 8), 2 bytes each = their sizes, the rest = data.pkl, packed here
+/// into a valid torch.save zip (so mutations reach the pickle and the storage checks).
 inline bool torch_archive(std::span<const uint8_t> in) {
+  std::string built;
+  if (!(in.size() >= 2 && in[0] == 'P' && in[1] == 'K') && !in.empty()) {
+    std::size_t at = 1;
+    std::vector<std::pair<std::string, std::string>> entries;
+    std::vector<std::pair<std::string, std::string>> records;
+    for (std::size_t i = 0; i < (in[0] & 7u) && at + 2 <= in.size(); ++i, at += 2)
+      records.emplace_back("archive/data/" + std::to_string(i), std::string(in[at] | (in[at + 1] << 8), '\0'));
+    entries.emplace_back("archive/data.pkl", std::string(text(in.subspan(at))));
+    for (auto& r : records) entries.push_back(std::move(r));
+    entries.emplace_back("archive/version", "3\n");
+    built = stored_zip(entries);
+    in = std::span(reinterpret_cast<const uint8_t*>(built.data()), built.size());
+  }
   try {
     const auto a = detail::open_torch_archive(in, "fuzz.pt");
     for (const auto& e : a.entries)
