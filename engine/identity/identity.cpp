@@ -180,7 +180,8 @@ Identity load_identity(const std::filesystem::path& path) {
   sodium_memzero(seed->data(), seed->size());
   Identity id = Identity::from_seed(s);
   sodium_memzero(s.data(), s.size());
-  DIDMARK_EXPECTS(id.did() == did, corrupt_input, "identity file '", name, "': the DID '", detail::quoted(did.substr(0, 120)),
+  DIDMARK_EXPECTS(id.did() == did, corrupt_input, "identity file '", name, "': the DID '",
+                  detail::quoted(did.substr(0, 120)),
                   "' does not belong to the stored secret (whose DID is ", id.did(), ")");
   return id;
 }

@@ -54,7 +54,8 @@ std::vector<RegistryEntry> load_registry(const std::filesystem::path& path) {
       DIDMARK_THROW(Errc::corrupt_input, where(), err.what());
     }
     auto [it, inserted] = seen.emplace(e.did, lineno);
-    DIDMARK_EXPECTS(inserted, corrupt_input, where(), "duplicate DID ", detail::quoted(e.did), " (first on line ", it->second, ")");
+    DIDMARK_EXPECTS(inserted, corrupt_input, where(), "duplicate DID ", detail::quoted(e.did), " (first on line ",
+                    it->second, ")");
     out.push_back(std::move(e));
   }
   return out;

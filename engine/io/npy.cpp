@@ -131,7 +131,8 @@ NpyHeader parse_npy_header(std::span<const unsigned char> file, std::string_view
   h.descr = printable(descr, 32);
   // A simple type: byte order ('<', '>', '=', '|'), kind, item size. '=' is native: little
   // on every machine didmark runs on.
-  bool simple = descr.size() >= 3 && descr.size() <= 4 && std::string_view("<>=|").find(descr[0]) != std::string::npos &&
+  bool simple = descr.size() >= 3 && descr.size() <= 4 &&
+                std::string_view("<>=|").find(descr[0]) != std::string::npos &&
                 std::string_view("fiub").find(descr[1]) != std::string::npos;
   std::size_t item = 0;
   for (std::size_t i = 2; simple && i < descr.size(); ++i) {
@@ -206,7 +207,8 @@ std::string npy_header_bytes(DType dtype, const std::vector<int64_t>& shape) {
   DIDMARK_EXPECTS(descr != nullptr, unsupported, "dtype ", dtype_name(dtype), " has no .npy equivalent");
   std::ostringstream h;
   h << "{'descr': '" << descr << "', 'fortran_order': False, 'shape': (";
-  for (std::size_t i = 0; i < shape.size(); ++i) h << shape[i] << (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    h << shape[i] << (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
   h << "), }";
   std::string header = h.str();
   // Pad with spaces so that magic + length + header + '\n' is a multiple of 64.

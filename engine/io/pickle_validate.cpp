@@ -335,8 +335,8 @@ class Validator {
       }
       case 'X': {
         const uint64_t len = le(4, "BINUNICODE length");
-        check(len <= in_.size() - pos_, Errc::corrupt_input, "a string of ", len, " bytes runs past the end of the pickle (",
-              in_.size() - pos_, " bytes left)");
+        check(len <= in_.size() - pos_, Errc::corrupt_input, "a string of ", len,
+              " bytes runs past the end of the pickle (", in_.size() - pos_, " bytes left)");
         const uint32_t s = make(K::str);
         nodes_[s].a = static_cast<uint32_t>(pos_);
         nodes_[s].b = static_cast<uint32_t>(len);

@@ -110,8 +110,9 @@ struct Walker {
 
   std::string join(const std::string& prefix, std::string_view key) {
     const std::size_t n = prefix.size() + 1 + key.size();
-    DIDMARK_EXPECTS(n <= kMaxTensorNameBytes, corrupt_input, "'", file, "': a name inside the checkpoint is longer than ",
-                    kMaxTensorNameBytes, " bytes (kMaxTensorNameBytes)");
+    DIDMARK_EXPECTS(n <= kMaxTensorNameBytes, corrupt_input, "'", file,
+                    "': a name inside the checkpoint is longer than ", kMaxTensorNameBytes,
+                    " bytes (kMaxTensorNameBytes)");
     name_bytes += n;
     DIDMARK_EXPECTS(name_bytes <= kPickleMaxPathBytes, corrupt_input, "'", file,
                     "': the names of its values add up to more than ", kPickleMaxPathBytes,

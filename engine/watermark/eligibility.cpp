@@ -32,8 +32,9 @@ std::unique_ptr<RE2> compile_pattern(const std::string& pattern, bool case_sensi
   o.set_log_errors(false);
   o.set_max_mem(int64_t{8} << 20);  // compiled program and DFA cache: bounded
   auto re = std::make_unique<RE2>(pattern, o);
-  DIDMARK_EXPECTS(re->ok(), invalid_argument, what, " '", printable(pattern, 200), "' is not a valid regular expression (",
-                  re->error(), "; RE2 syntax: no backreferences or lookaround)");
+  DIDMARK_EXPECTS(re->ok(), invalid_argument, what, " '", printable(pattern, 200),
+                  "' is not a valid regular expression (", printable(re->error(), 200),
+                  "; RE2 syntax: no backreferences or lookaround)");
   return re;
 }
 

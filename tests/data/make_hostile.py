@@ -106,6 +106,14 @@ def main():
     pkl, rec = pickled_state_dict({"a.weight": torch_files.Tensor(st, 0, (4, 4), (4, 1)),
                                    "a.t": torch_files.Tensor(st, 0, (4, 4), (1, 4))})
     torch_zip("torch/valid_small.pt", pkl, rec)
+    # The same with ZIP64 records everywhere (as for files over 4 GiB): Python's zipfile writes
+    # them for any size when its limit is lowered.
+    limit = zipfile.ZIP64_LIMIT
+    zipfile.ZIP64_LIMIT = 16
+    try:
+        torch_zip("torch/valid_zip64.pt", pkl, rec)
+    finally:
+        zipfile.ZIP64_LIMIT = limit
     # The same for the structure-aware mode of the archive fuzzer (fuzz_targets.hpp): one
     # record of 64 bytes, then data.pkl.
     out("torch/seed_structured.bin", bytes([1]) + struct.pack("<H", len(rec["0"])) + pkl)

@@ -145,8 +145,8 @@ inline bool csv(std::span<const uint8_t> in) {
       for (int c = 0; c < t.columns(); ++c) {
         const std::string_view raw = t.raw_cell(r, c);
         if (raw.data() < t.text().data() || raw.data() + raw.size() > t.text().data() + t.text().size()) return false;
-        if (const auto d = DecimalCell::parse(raw, t.decimal_comma()); d && DecimalCell::parse(d->format(), true)->mantissa != d->mantissa)
-          return false;
+        const auto d = DecimalCell::parse(raw, t.decimal_comma());
+        if (d && DecimalCell::parse(d->format(), true)->mantissa != d->mantissa) return false;
       }
   } catch (const Error&) {
   }

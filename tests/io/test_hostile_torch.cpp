@@ -70,7 +70,7 @@ TEST(HostileTorch, EveryReproductionIsRefusedBeforeLibTorch) {
 }
 
 TEST(HostileTorch, RealFilesPass) {
-  for (const char* f : {"torch/valid_small.pt", "torch/pytorch2_state_dict.pt"}) {
+  for (const char* f : {"torch/valid_small.pt", "torch/valid_zip64.pt", "torch/pytorch2_state_dict.pt"}) {
     const std::string bytes = test::slurp(test::test_data(f));
     ASSERT_FALSE(bytes.empty()) << f;
     const auto a = detail::open_torch_archive(
@@ -225,8 +225,10 @@ TEST_F(TorchLoad, FilesWrittenByPyTorchLoad) {
   bool tied_withheld = false;
   for (const auto& [n, why] : ck.withheld()) tied_withheld |= n == "tied" && why.find("shares memory") != std::string::npos;
   EXPECT_TRUE(tied_withheld);
-  const TorchCheckpoint small = TorchCheckpoint::load(test::test_data("torch/valid_small.pt"));
-  EXPECT_EQ(small.tensors().size(), 2u);
+  for (const char* f : {"torch/valid_small.pt", "torch/valid_zip64.pt"}) {
+    const TorchCheckpoint small = TorchCheckpoint::load(test::test_data(f));
+    EXPECT_EQ(small.tensors().size(), 2u) << f;  // a.weight, and a.t made contiguous
+  }
 }
 
 }  // namespace
