@@ -1,5 +1,6 @@
 #include "io/pickle_validate.hpp"
 
+#include <array>
 #include <cstring>
 #include <limits>
 #include <unordered_map>
@@ -153,21 +154,22 @@ class Validator {
   void push(uint32_t v) { stack_.push_back(v); }
   std::size_t frame() const { return marks_.empty() ? 0 : marks_.back(); }
   // The top n values (above the innermost MARK), removed from the stack.
-  std::vector<uint32_t> pop(std::size_t n, const char* op) {
+  // (The result lives in popped_, reused: valid until the next pop.)
+  const std::vector<uint32_t>& pop(std::size_t n, const char* op) {
     check(stack_.size() - frame() >= n, Errc::corrupt_input, op, " needs ", n, " value", n == 1 ? "" : "s",
           " above the last MARK, the stack holds ", stack_.size() - frame());
-    std::vector<uint32_t> out(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+    popped_.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
     stack_.resize(stack_.size() - n);
-    return out;
+    return popped_;
   }
   // Everything above the innermost MARK, which is removed.
-  std::vector<uint32_t> pop_mark(const char* op) {
+  const std::vector<uint32_t>& pop_mark(const char* op) {
     check(!marks_.empty(), Errc::corrupt_input, op, " without a MARK");
     const std::size_t m = marks_.back();
     marks_.pop_back();
-    std::vector<uint32_t> out(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
+    popped_.assign(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
     stack_.resize(m);
-    return out;
+    return popped_;
   }
   // The container a MARK-based op adds to: the top of the enclosing frame.
   Node& target_below_mark(const char* op, K kind) {
@@ -236,26 +238,29 @@ class Validator {
         return;
       case '}': push(make(K::dict)); return;
       case ']': push(make(K::list)); return;
-      case ')': push(tuple_of({}, "EMPTY_TUPLE")); return;
+      case ')':
+        popped_.clear();
+        push(tuple_of(popped_, "EMPTY_TUPLE"));
+        return;
       case 't': {
-        const auto items = pop_mark("TUPLE");
+        const auto& items = pop_mark("TUPLE");
         push(tuple_of(items, "TUPLE"));
         return;
       }
       case 0x85: case 0x86: case 0x87: {
-        const auto items = pop(op - 0x84u, "TUPLE1/2/3");
+        const auto& items = pop(op - 0x84u, "TUPLE1/2/3");
         push(tuple_of(items, "TUPLE1/2/3"));
         return;
       }
       case 'l': {
-        const auto items = pop_mark("LIST");
+        const auto& items = pop_mark("LIST");
         const uint32_t l = make(K::list);
         adopt(l, items, "LIST");
         push(l);
         return;
       }
       case 'd': {
-        const auto items = pop_mark("DICT");
+        const auto& items = pop_mark("DICT");
         check_keys(items, "DICT");
         const uint32_t d = make(K::dict);
         adopt(d, items, "DICT");
@@ -264,7 +269,7 @@ class Validator {
       }
       case 'a': {
         check(!o_.for_libtorch, Errc::corrupt_input, "APPEND is left in the stream LibTorch reads");
-        const auto item = pop(1, "APPEND");
+        const auto& item = pop(1, "APPEND");
         check(stack_.size() > frame(), Errc::corrupt_input, "APPEND has no list");
         mutable_container(stack_.back(), "APPEND", K::list);
         adopt(stack_.back(), item, "APPEND");
@@ -272,13 +277,13 @@ class Validator {
       }
       case 'e': {
         target_below_mark("APPENDS", K::list);
-        const auto items = pop_mark("APPENDS");
+        const auto& items = pop_mark("APPENDS");
         adopt(stack_.back(), items, "APPENDS");
         return;
       }
       case 's': {
         check(!o_.for_libtorch, Errc::corrupt_input, "SETITEM is left in the stream LibTorch reads");
-        const auto kv = pop(2, "SETITEM");
+        const auto& kv = pop(2, "SETITEM");
         check_keys(kv, "SETITEM");
         check(stack_.size() > frame(), Errc::corrupt_input, "SETITEM has no dict");
         mutable_container(stack_.back(), "SETITEM", K::dict);
@@ -287,7 +292,7 @@ class Validator {
       }
       case 'u': {
         target_below_mark("SETITEMS", K::dict);
-        const auto items = pop_mark("SETITEMS");
+        const auto& items = pop_mark("SETITEMS");
         check_keys(items, "SETITEMS");
         adopt(stack_.back(), items, "SETITEMS");
         return;
@@ -398,7 +403,7 @@ class Validator {
   }
 
   void reduce() {
-    const auto v = pop(2, "REDUCE");
+    const std::array<uint32_t, 2> v{pop(2, "REDUCE")[0], popped_[1]};
     const Node& fn = nodes_[v[0]];
     const Node& args = nodes_[v[1]];
     check(fn.kind == K::global && fn.global != G::storage_type, Errc::corrupt_input,
@@ -500,7 +505,7 @@ class Validator {
 
   void build() {
     check(!o_.for_libtorch, Errc::corrupt_input, "BUILD is left in the stream LibTorch reads");
-    const auto state = pop(1, "BUILD");
+    const auto& state = pop(1, "BUILD");
     check(stack_.size() > frame(), Errc::corrupt_input, "BUILD has no object");
     Node& obj = mutable_container(stack_.back(), "BUILD", K::dict);
     check(obj.flags & kFromOrderedDict, Errc::unsupported,
@@ -512,8 +517,8 @@ class Validator {
   }
 
   void persistent_id() {
-    const auto v = pop(1, "BINPERSID");
-    const Node& t = nodes_[v[0]];
+    const uint32_t pid = pop(1, "BINPERSID")[0];
+    const Node& t = nodes_[pid];
     check(t.kind == K::tuple && t.b == 5, Errc::corrupt_input,
           "a persistent id is not ('storage', type, key, location, size)");
     const Node &tag = child(t, 0), &type = child(t, 1), &key = child(t, 2), &loc = child(t, 3), &numel = child(t, 4);
@@ -589,6 +594,7 @@ class Validator {
   std::vector<std::size_t> marks_;
   std::vector<uint32_t> memo_;
   std::vector<uint32_t> pool_;  // tuple children
+  std::vector<uint32_t> popped_;
   std::vector<Storage> storages_;
   std::unordered_map<std::string_view, uint32_t> by_key_;
   PickleCheck result_;

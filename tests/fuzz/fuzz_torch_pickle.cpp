@@ -85,36 +85,35 @@ std::string random_op(std::mt19937& rng) {
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
   std::mt19937 rng(seed);
   if (size == 0 || rng() % 4 == 0) return LLVMFuzzerMutate(data, size, max_size);
-  std::vector<std::string> ops;
+  thread_local std::vector<std::pair<size_t, size_t>> ops;  // (offset, length) of each opcode
+  ops.clear();
   for (size_t p = 0; p < size;) {
     const size_t len = token_length(data, size, p);
-    ops.emplace_back(reinterpret_cast<const char*>(data + p), len);
+    ops.emplace_back(p, len);
     p += len;
   }
-  const size_t at = rng() % (ops.size() + 1);
-  switch (rng() % 6) {
-    case 0: case 1: ops.insert(ops.begin() + static_cast<std::ptrdiff_t>(at), random_op(rng)); break;
-    case 2:
-      if (at < ops.size()) ops.erase(ops.begin() + static_cast<std::ptrdiff_t>(at));
-      break;
-    case 3:
-      if (at < ops.size()) {  // duplicate a run of opcodes
-        const size_t len = 1 + rng() % std::min<size_t>(8, ops.size() - at);
-        std::vector<std::string> run(ops.begin() + static_cast<std::ptrdiff_t>(at),
-                                     ops.begin() + static_cast<std::ptrdiff_t>(at + len));
-        ops.insert(ops.begin() + static_cast<std::ptrdiff_t>(at), run.begin(), run.end());
-      }
-      break;
-    case 4:
-      if (at + 1 < ops.size()) std::swap(ops[at], ops[at + 1]);
-      break;
-    default:
-      if (at < ops.size()) ops[at] = random_op(rng);
-      break;
-  }
+  const size_t n = ops.size(), at = rng() % (n + 1);
+  auto bytes = [&](size_t from, size_t to) {  // the opcodes [from, to) as they are
+    return from >= to ? std::string()
+                      : std::string(reinterpret_cast<const char*>(data + ops[from].first),
+                                    ops[to - 1].first + ops[to - 1].second - ops[from].first);
+  };
   std::string out;
-  for (const auto& o : ops) out += o;
-  if (out.size() > max_size) return LLVMFuzzerMutate(data, size, max_size);
+  switch (rng() % 7) {
+    case 0: case 1: out = bytes(0, at) + random_op(rng) + bytes(at, n); break;          // insert
+    case 2: out = bytes(0, at) + std::string(1 + rng() % 6, '(') + bytes(at, n); break;  // MARKs
+    case 3: out = at < n ? bytes(0, at) + bytes(at + 1, n) : bytes(0, n); break;        // delete
+    case 4: {                                                                           // duplicate a run
+      const size_t len = at < n ? 1 + rng() % std::min<size_t>(8, n - at) : 0;
+      out = bytes(0, at + len) + bytes(at, n);
+      break;
+    }
+    case 5: out = at + 1 < n ? bytes(0, at) + bytes(at + 1, at + 2) + bytes(at, at + 1) + bytes(at + 2, n)
+                             : bytes(0, n);  // swap neighbours
+      break;
+    default: out = at < n ? bytes(0, at) + random_op(rng) + bytes(at + 1, n) : bytes(0, n) + random_op(rng); break;
+  }
+  if (out.empty() || out.size() > max_size) return LLVMFuzzerMutate(data, size, max_size);
   std::memcpy(data, out.data(), out.size());
   return out.size();
 }
