@@ -166,15 +166,23 @@ inline bool npy_header(std::span<const uint8_t> in) {
   return true;
 }
 
-/// A scratch file for the readers that take a path (identity files, registries).
+/// A scratch file for the readers that take a path (identity files, registries), in a
+/// folder of this process that is removed at exit.
 inline std::filesystem::path scratch_file(const char* name) {
-  static const std::filesystem::path dir = [] {
-    const char* t = std::getenv("TMPDIR");
-    auto d = std::filesystem::path(t && *t ? t : "/tmp") / ("didmark-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir / name;
+  struct Dir {
+    std::filesystem::path path;
+    Dir() {
+      const char* t = std::getenv("TMPDIR");
+      path = std::filesystem::path(t && *t ? t : "/tmp") / ("didmark-fuzz-" + std::to_string(::getpid()));
+      std::filesystem::create_directories(path);
+    }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Dir dir;
+  return dir.path / name;
 }
 
 inline void put_file(const std::filesystem::path& p, std::string_view bytes) {
