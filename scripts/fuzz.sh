@@ -2,9 +2,11 @@
 # Build the libFuzzer targets (tests/fuzz) with clang in their own folder and run each for a
 # bounded time. The library is built with coverage, ASan and UBSan there.
 #
-#   FUZZ_SECONDS   seconds per target (default 150: the CI budget, see docs/security.md: the
-#                  pickle fuzzer needed up to 96 s, median 41 s, to find the 36-byte heap
-#                  corruption of issue 20 on the old code)
+#   FUZZ_SECONDS   seconds per target (default 60)
+#   FUZZ_PICKLE_SECONDS  seconds for torch_pickle (default 600): the CI budget that finds the
+#                  36-byte heap corruption of issue 20 in the old rewrite (measured on the old
+#                  code: found in 5 of 6 runs within 600 s, after 0.4-1.5 M executions; see
+#                  docs/security.md). It overrides FUZZ_SECONDS for that target.
 #   FUZZ_TARGETS   which targets (default: all of them, in the order below)
 #   FUZZ_BUILD_DIR build folder (default build-fuzz/); the corpus grows in $BUILD/corpus/<target>
 #   JOBS           build parallelism
@@ -16,7 +18,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
-SECS=${FUZZ_SECONDS:-150}
+SECS=${FUZZ_SECONDS:-60}
+PICKLE_SECS=${FUZZ_PICKLE_SECONDS:-600}
 JOBS=${JOBS:-$(nproc)}
 ALL="safetensors_header torch_pickle torch_archive csv npy_header identity registry"
 TARGETS=${FUZZ_TARGETS:-$ALL}
@@ -53,12 +56,14 @@ mkdir -p "$BUILD/artifacts"
 cd "$BUILD"
 for t in $TARGETS; do
   read -r data dict max_len < <(kind "$t")
+  secs=$SECS
+  [[ $t == torch_pickle ]] && secs=$PICKLE_SECS
   mkdir -p "$BUILD/corpus/$t"
   seeds=("$ROOT/tests/data/$data")
   [[ -d $ROOT/tests/data/$data/regress ]] && seeds+=("$ROOT/tests/data/$data/regress")
-  echo "fuzz: $t, ${SECS}s, max_len $max_len" >&2
+  echo "fuzz: $t, ${secs}s, max_len $max_len" >&2
   start=$(date +%s)
-  if ! "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -max_len="$max_len" -timeout=10 \
+  if ! "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
       -rss_limit_mb=2048 -malloc_limit_mb=1024 -dict="$ROOT/tests/fuzz/$dict" -print_final_stats=1 \
       -artifact_prefix="$BUILD/artifacts/$t-" "$BUILD/corpus/$t" "${seeds[@]}" 2>"$BUILD/$t.log"; then
     tail -40 "$BUILD/$t.log" >&2
