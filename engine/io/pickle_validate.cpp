@@ -151,7 +151,12 @@ class Validator {
     ++result_.values;
     return static_cast<uint32_t>(nodes_.size() - 1);
   }
-  void push(uint32_t v) { stack_.push_back(v); }
+  void push(uint32_t v) {
+    // GET pushes without making a value: the stack is bounded on its own.
+    check(stack_.size() < kPickleMaxValues, Errc::corrupt_input, "more than ", kPickleMaxValues,
+          " values on the stack (kPickleMaxValues)");
+    stack_.push_back(v);
+  }
   std::size_t frame() const { return marks_.empty() ? 0 : marks_.back(); }
   // The top n values (above the innermost MARK), removed from the stack.
   // (The result lives in popped_, reused: valid until the next pop.)
@@ -190,8 +195,11 @@ class Validator {
   // Account `children` as elements of container `c` (which they are frozen into).
   void adopt(uint32_t c, const std::vector<uint32_t>& children, const char* op) {
     Node& n = nodes_[c];
-    check(n.count + children.size() <= kPickleMaxContainer, Errc::corrupt_input, op, " makes a container of more than ",
-          kPickleMaxContainer, " elements (kPickleMaxContainer)");
+    check(n.count + children.size() <= kPickleMaxContainer, Errc::corrupt_input, op,
+          " makes a container of more than ", kPickleMaxContainer, " elements (kPickleMaxContainer)");
+    elements_ += children.size();  // what all containers hold: each a reference in LibTorch
+    check(elements_ <= kPickleMaxValues, Errc::corrupt_input, "containers hold more than ", kPickleMaxValues,
+          " elements in all (kPickleMaxValues)");
     for (uint32_t ch : children) {
       check(ch != c, Errc::corrupt_input, op, " puts a container into itself");
       Node& x = nodes_[ch];
@@ -219,6 +227,8 @@ class Validator {
     }
   }
   uint32_t tuple_of(const std::vector<uint32_t>& items, const char* op) {
+    check(items.size() <= kPickleMaxContainer, Errc::corrupt_input, op, " makes a tuple of more than ",
+          kPickleMaxContainer, " elements (kPickleMaxContainer)");
     const uint32_t t = make(K::tuple);
     nodes_[t].a = static_cast<uint32_t>(pool_.size());
     nodes_[t].b = static_cast<uint32_t>(items.size());
@@ -595,6 +605,7 @@ class Validator {
   std::vector<uint32_t> memo_;
   std::vector<uint32_t> pool_;  // tuple children
   std::vector<uint32_t> popped_;
+  std::size_t elements_ = 0;
   std::vector<Storage> storages_;
   std::unordered_map<std::string_view, uint32_t> by_key_;
   PickleCheck result_;

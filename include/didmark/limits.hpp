@@ -46,7 +46,9 @@ inline constexpr std::size_t kNpyMaxHeader = std::size_t{1} << 16;
 inline constexpr std::size_t kTorchMaxZipEntries = std::size_t{1} << 20;
 /// Largest data.pkl (bytes): a state dict costs ~200 bytes of pickle per tensor.
 inline constexpr std::size_t kPickleMaxBytes = std::size_t{64} << 20;
-/// Most values (every string, number, container, tensor) a pickle may create.
+/// Most values (every string, number, container, tensor) a pickle may create; also the most
+/// elements all its containers hold together and the most values on its stack (a memo GET
+/// pushes without creating): each is a 16-byte reference in LibTorch, so at most 128 MB.
 inline constexpr std::size_t kPickleMaxValues = std::size_t{1} << 23;
 /// Most elements in one list, tuple or dict (counting a dict's keys and values).
 inline constexpr std::size_t kPickleMaxContainer = std::size_t{1} << 22;

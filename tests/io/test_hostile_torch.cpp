@@ -134,6 +134,10 @@ TEST(HostileTorch, ValidatorKeepsStackDisciplineAndBounds) {
   lists += "N";
   for (int i = 0; i < 100000; ++i) lists += "l";
   EXPECT_NE(pickle_error(lists + ".").find("kPickleMaxDepth"), std::string::npos);
+  // A few values pushed many times by GET: the stack and the containers are bounded too.
+  std::string gets = "\x80\x02Nq\x00("s;
+  for (int i = 0; i < (1 << 23) + 1; ++i) gets += "h\x00"s;
+  EXPECT_NE(pickle_error(gets + "t.").find("kPickleMaxValues"), std::string::npos);
   // Shared values walked as a tree: t0 = (N, N), t_k = (t_{k-1}, t_{k-1}) doubles each time.
   std::string dag = "\x80\x02Nq\x00h\x00\x86q\x00"s;
   for (int i = 0; i < 40; ++i) dag += "h\x00h\x00\x86q\x00"s;
