@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config git python3-dev
-  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev
+  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler

@@ -13,10 +13,12 @@
 #include <unordered_set>
 
 #include "common/atomic_file.hpp"
+#include "common/printable.hpp"
 #include "common/strings.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/mapped_output.hpp"
+#include "io/npy_detail.hpp"
 
 namespace didmark {
 namespace {
@@ -92,7 +94,7 @@ void check_embed_result(const EmbedReport& r, const fs::path& in, const Watermar
   if (r.tensors_marked == 0) {
     std::string why;
     for (const auto& t : r.tensors)
-      if (!t.used && why.size() < 200) why += (why.empty() ? "" : "; ") + t.name + ": " + t.skip_reason;
+      if (!t.used && why.size() < 200) why += (why.empty() ? "" : "; ") + detail::quoted(t.name) + ": " + t.skip_reason;
     DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': no tensor can carry a mark",
                   why.empty() ? std::string(" (the checkpoint has no tensors)") : " (" + why + ")",
                   "; choose tensors with --tensors");
@@ -101,7 +103,7 @@ void check_embed_result(const EmbedReport& r, const fs::path& in, const Watermar
     const TensorReport* worst = nullptr;
     for (const auto& t : r.tensors)
       if (t.used && (!worst || t.relative_change > worst->relative_change)) worst = &t;
-    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': tensor '", worst ? worst->name : "?",
+    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': tensor '", worst ? detail::quoted(worst->name) : "?",
                   "' would change by ", 100 * (worst ? worst->relative_change : 0), "%, over the budget of ",
                   100 * o.max_relative_change, "%; nothing was written (lower the strength)");
   }
@@ -125,7 +127,7 @@ struct Sharded {
 Sharded open_sharded(const fs::path& index_path) {
   Sharded s;
   s.index = read_safetensors_index(index_path);
-  const std::string iname = index_path.string();
+  const std::string iname = detail::printable(index_path.native(), 1024);
   std::unordered_map<std::string, std::string> where;
   for (const auto& [t, shard] : s.index.weight_map) where.emplace(t, shard);
   std::unordered_set<std::string> seen;
@@ -133,17 +135,18 @@ Sharded open_sharded(const fs::path& index_path) {
     s.shards.push_back(std::make_unique<SafetensorsFile>(s.index.folder() / shard));
     for (const auto& t : s.shards.back()->header().tensors) {
       const auto it = where.find(t.name);
-      DIDMARK_EXPECTS(it != where.end(), corrupt_input, "'", iname, "': tensor '", t.name, "' of shard '", shard,
-                      "' is not in the index's weight_map");
-      DIDMARK_EXPECTS(it->second == shard, corrupt_input, "'", iname, "': the index places tensor '", t.name,
-                      "' in '", it->second, "' but it is in '", shard, "'");
-      DIDMARK_EXPECTS(seen.insert(t.name).second, corrupt_input, "'", iname, "': tensor '", t.name,
-                      "' appears in two shards");
+      DIDMARK_EXPECTS(it != where.end(), corrupt_input, "'", iname, "': tensor '", detail::quoted(t.name),
+                      "' of shard '", detail::quoted(shard), "' is not in the index's weight_map");
+      DIDMARK_EXPECTS(it->second == shard, corrupt_input, "'", iname, "': the index places tensor '",
+                      detail::quoted(t.name), "' in '", detail::quoted(it->second), "' but it is in '",
+                      detail::quoted(shard), "'");
+      DIDMARK_EXPECTS(seen.insert(t.name).second, corrupt_input, "'", iname, "': tensor '",
+                      detail::quoted(t.name), "' appears in two shards");
     }
   }
   for (const auto& [t, shard] : s.index.weight_map)
-    DIDMARK_EXPECTS(seen.count(t), corrupt_input, "'", iname, "': the index lists tensor '", t, "' in '", shard,
-                    "', which does not hold it");
+    DIDMARK_EXPECTS(seen.count(t), corrupt_input, "'", iname, "': the index lists tensor '", detail::quoted(t),
+                    "' in '", detail::quoted(shard), "', which does not hold it");
   return s;
 }
 
@@ -393,10 +396,14 @@ CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const W
   const NpyArray a = read_npy(in);
   refuse_input_as_output(in, out);
   advise(*a.file);
-  detail::MappedOutput dst(out, write.overwrite, a.file->size());
-  std::memcpy(dst.data(), a.file->data(), a.data_offset);
-  TensorView dv = a.view();
-  dv.data = dst.data() + a.data_offset;
+  // A converted (big-endian or Fortran-order) input is written little-endian in C order.
+  const std::string header = a.converted ? detail::npy_header_bytes(a.dtype, a.shape)
+                                         : std::string(reinterpret_cast<const char*>(a.file->data()), a.data_offset);
+  const TensorView sv = a.view();
+  detail::MappedOutput dst(out, write.overwrite, header.size() + sv.nbytes());
+  std::memcpy(dst.data(), header.data(), header.size());
+  TensorView dv = sv;
+  dv.data = dst.data() + header.size();
   ViewPairs pairs;
   pairs.add({"array", a.view()}, {"array", dv});
   CheckpointEmbedReport r;
@@ -405,7 +412,8 @@ CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const W
   check_embed_result(r.report, in, o, write.allow_weak);
   dst.commit();
   r.outputs.push_back(out);
-  r.bytes_read = r.bytes_written = a.file->size();
+  r.bytes_read = a.file->size();
+  r.bytes_written = header.size() + sv.nbytes();
   return r;
 }
 
