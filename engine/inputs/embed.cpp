@@ -48,7 +48,7 @@ void embed_table_file(const Owner& owner, const InputOptions& o, const InputWrit
   DIDMARK_EXPECTS(!o.watermark.strength, invalid_argument,
                   "--strength does not apply to CSV tables (they change one low-order bit per marked cell; use "
                   "--gamma and --bits)");
-  const CsvTable table = CsvTable::read(r.input);
+  const CsvTable table = CsvTable::read(r.input, o.csv);
   TableOptions to = o.table;
   to.p_threshold = o.watermark.p_threshold;
   TableMark m = embed_table(table, owner.key, owner.payload, to, backend);

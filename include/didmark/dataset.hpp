@@ -205,6 +205,7 @@ struct TableEmbedReport {
   double max_relative_change = 0;    ///< max |change| / |value| over changed non-zero cells
   double mean_relative_change = 0;
   uint32_t gamma = 0, bits = 0;
+  char delimiter = ',';  ///< the CSV's field separator
   double seconds = 0;
   std::string backend;
 };
@@ -230,6 +231,11 @@ struct TableVerifyReport {
   std::vector<uint8_t> decoded;
   std::vector<int32_t> votes;  ///< per payload bit: (#votes for 1) - (#votes for 0)
   int columns = 0;
+  /// The columns the test used: the key column(s) and the columns that may carry the mark,
+  /// and the CSV's field separator (',' ';' '\t' '|').
+  std::vector<std::string> key_column_names;
+  std::vector<std::string> mark_column_names;
+  char delimiter = ',';
   double seconds = 0;
 };
 

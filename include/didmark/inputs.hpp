@@ -111,6 +111,8 @@ struct InputOptions {
   WatermarkOptions watermark;
   /// Tables: key columns, mark columns, gamma, bits.
   TableOptions table;
+  /// Tables: how the CSV is read (delimiter, detected by default; limits).
+  CsvOptions csv;
   /// Arrays: strength and cosine budget (p_threshold comes from `watermark`).
   ArrayOptions array;
   /// Arrays: a .npy of one integer id per row. Empty: the sidecar `<stem>.ids.npy` beside the
