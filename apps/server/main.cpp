@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -159,12 +160,18 @@ int run(const Args& a) {
                          {"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
                          {"in_flight", service.in_flight()},
                          {"drain_seconds", a.drain_seconds}});
-      // New calls are refused from here on (UNAVAILABLE, health NOT_SERVING); calls in
-      // flight run to completion within the drain time, after which they are cancelled.
+      // New calls are answered UNAVAILABLE from here on (health NOT_SERVING) while the calls
+      // in flight run to completion, and for a second at least (a lame duck: clients learn to
+      // go elsewhere); only then is the transport shut down, so that no call the server took
+      // is cut off. Past --drain-seconds the rest are cancelled.
+      const auto now = std::chrono::system_clock::now();
+      const auto until = now + std::chrono::milliseconds(static_cast<long long>(a.drain_seconds * 1000));
+      const auto lame_duck = std::min(until, now + std::chrono::seconds(1));
       service.drain();
       server->GetHealthCheckService()->SetServingStatus(false);
-      const auto ms = static_cast<long long>(a.drain_seconds * 1000);
-      server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
+      for (auto t = now; (service.in_flight() > 0 || t < lame_duck) && t < until; t = std::chrono::system_clock::now())
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      server->Shutdown(until);
       return;
     }
   });
@@ -279,7 +286,12 @@ int main(int argc, char** argv) {
       "  didmarkd --root /srv/models --registry registry.jsonl --operator operator.id.json --jobs 4\n"
       "  didmarkd --config /etc/didmarkd.toml\n"
       "More: docs/server.md\n");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; a bad flag or config file is an error like any other (exit 2).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   try {
     return run(a);
   } catch (const std::exception& e) {
