@@ -337,6 +337,12 @@ Status DidmarkService::serve(grpc::ServerContext* ctx, const char* method, std::
     line["request_id"] = call.id;
     line["peer"] = ctx->peer();
     line["token"] = call.client ? call.client->name : "-";
+    if (options_.client_certificates) {
+      // The verified client certificate's subject (mutual TLS), as gRPC reports it.
+      const auto auth = ctx->auth_context();
+      const auto who = auth ? auth->GetPeerIdentity() : std::vector<grpc::string_ref>{};
+      if (!who.empty()) line["client_cert"] = std::string(who.front().data(), who.front().size());
+    }
     line["method"] = method;
     line["status"] = code_name(st.error_code());
     line["ms"] = std::round(std::chrono::duration<double, std::milli>(Clock::now() - call.t0).count() * 1000) / 1000;

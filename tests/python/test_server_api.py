@@ -410,6 +410,8 @@ def test_tls_with_a_self_signed_certificate(tmp_path, start, pb, pki):
         pb2_grpc.DidmarkStub(srv.channel(creds)).Info(pb2.InfoRequest(), metadata=bearer(CI_TOKEN), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert srv.stop() == 0
+    # The log names the client certificate's subject next to the token's name.
+    assert any(c.get("client_cert") == "marketplace" and c["token"] == "ci" for c in srv.calls()), srv.calls()
 
 
 def test_exposure_rules_and_listen_addresses(didmarkd, tmp_path, pki):

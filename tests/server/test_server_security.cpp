@@ -280,6 +280,10 @@ TEST_F(RootsTest, EscapesAreRefusedAlikeWhateverIsThere) {
   req.mutable_options()->add_sketches((outside / "x.sketch").string());
   v1::VerifyResponse resp;
   EXPECT_EQ(run->stub()->Verify(context().get(), req, &resp).error_code(), StatusCode::PERMISSION_DENIED);
+  req.mutable_options()->clear_sketches();
+  req.mutable_options()->set_ids((outside / "x.ids.npy").string());
+  EXPECT_EQ(run->stub()->Verify(context().get(), req, &resp).error_code(), StatusCode::PERMISSION_DENIED);
+  req.mutable_options()->clear_ids();
   v1::EmbedRequest e;
   e.set_input("ok.safetensors");
   e.set_output((outside / "planted.safetensors").string());
@@ -324,8 +328,23 @@ TEST_F(RootsTest, EscapesAreRefusedAlikeWhateverIsThere) {
   server::ServerOptions none;
   Running r3(none);
   v1::VerifyRequest vr = req;
-  vr.mutable_options()->clear_sketches();
   EXPECT_EQ(r3.stub()->Verify(context().get(), vr, &resp).error_code(), StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(RootsTest, AFifoUnderARootNeitherHangsNorHoldsAJob) {
+  // Two FIFOs named at once would have taken both job slots forever (issue 20).
+  ASSERT_EQ(::mkfifo((root / "pipe.safetensors").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo((root / "pipe2.safetensors").c_str(), 0600), 0);
+  std::vector<std::thread> callers;
+  std::vector<grpc::Status> got(2);
+  for (int i = 0; i < 2; ++i)
+    callers.emplace_back([&, i] { got[i] = verify((root / (i ? "pipe2.safetensors" : "pipe.safetensors")).string()); });
+  for (auto& t : callers) t.join();
+  for (const auto& st : got) {
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.error_code(), StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  }
+  EXPECT_TRUE(verify("ok.safetensors").ok());
 }
 
 TEST_F(RootsTest, NoErrorCarriesFileContent) {
