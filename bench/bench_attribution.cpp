@@ -35,12 +35,12 @@ double cpu_gemm_peak_gflops() {
   static double peak = [] {
     const int64_t n = 2048;
     std::vector<float> a(static_cast<std::size_t>(n * n), 0.5f), b(a.size(), 0.25f), c(a.size());
-    auto ops = didmark::attribution::make_cpu_attribution_ops(0);
-    ops->gemm_abt(a.data(), b.data(), c.data(), n, n, n);  // warm-up
+    auto& ops = cpu()->attribution_ops();
+    ops.gemm_abt(a.data(), b.data(), c.data(), n, n, n);  // warm-up
     double best = 0;
     for (int r = 0; r < 3; ++r) {
       const auto t0 = Clock::now();
-      ops->gemm_abt(a.data(), b.data(), c.data(), n, n, n);
+      ops.gemm_abt(a.data(), b.data(), c.data(), n, n, n);
       best = std::max(best, 2.0 * static_cast<double>(n * n * n) / secs(t0, Clock::now()) / 1e9);
     }
     return best;
@@ -64,7 +64,7 @@ void BM_GemmPeakCpu(benchmark::State& state) {
   double g = 0;
   for (auto _ : state) g = cpu_gemm_peak_gflops();
   state.counters["GFLOPs"] = g;
-  state.SetLabel("f32 2048^3, " + didmark::attribution::make_cpu_attribution_ops(0)->description());
+  state.SetLabel("f32 2048^3, " + cpu()->attribution_ops().description());
 }
 
 void BM_ProjectCpu(benchmark::State& state) {
@@ -91,7 +91,7 @@ void BM_ProjectCpu(benchmark::State& state) {
   state.counters["GFLOPs"] = gflops;
   state.counters["peak_GFLOPs"] = peak;
   state.counters["frac_of_peak"] = gflops / peak;
-  state.SetLabel("p=1e7 k=2048 f32 on " + didmark::attribution::make_cpu_attribution_ops(0)->description());
+  state.SetLabel("p=1e7 k=2048 f32 on " + cpu()->attribution_ops().description());
 }
 
 BENCHMARK(BM_KnnShapleyCpu)->Unit(benchmark::kMillisecond)->Iterations(3);

@@ -64,6 +64,10 @@ class Progress {
   double last_draw_ = -1;
 };
 
+/// A WatermarkOptions::progress for a bar of `label` over the elements of one file: drawn
+/// (through Progress) only for work of at least 2^26 elements, on a terminal, without --quiet.
+std::function<void(int64_t, int64_t)> element_progress(const Globals& g, std::string label);
+
 /// The subcommand `name` of `parent`, created (with `description`) if it does not exist
 /// yet: lets several areas add commands under one group, e.g. `didmark synth ...`.
 CLI::App& command_group(CLI::App& parent, const std::string& name, const std::string& description);

@@ -298,6 +298,7 @@ int run_trak(Globals& g, const TrakArgs& a) {
 struct LineageArgs {
   std::string checkpoint, registry, verdicts, format, output;
   bool force = false;
+  double p_threshold = 1e-9;  // detection decided again at this p (verdicts with a p_value)
   CertificateFlags cert;         // --certificate, --trust-authority
   double derivative_share = 0.2;  // with certificates
   CLI::App* cmd = nullptr;
@@ -315,7 +316,9 @@ std::vector<OwnerEvidence> evidence_of(const nlohmann::json& verdicts, const std
     DIDMARK_EXPECTS(v.is_object() && v.contains("did") && v["did"].is_string() && v.contains("z") &&
                         v["z"].is_number() && v.contains("detected") && v["detected"].is_boolean(),
                     corrupt_input, where, ": a verdict without a string 'did', a number 'z' and a boolean 'detected'");
-    out.push_back({v["did"].get<std::string>(), v["z"].get<double>(), v["detected"].get<bool>()});
+    OwnerEvidence e{v["did"].get<std::string>(), v["z"].get<double>(), v["detected"].get<bool>()};
+    if (v.contains("p_value") && v["p_value"].is_number()) e.p_value = v["p_value"].get<double>();
+    out.push_back(std::move(e));
   }
   return out;
 }
@@ -410,27 +413,48 @@ int run_lineage(Globals& g, const LineageArgs& a) {
     }
     evidence = pick->evidence;
     source = pick->name.empty() ? a.verdicts : pick->name;
+    if (a.cmd->count("--p-threshold") > 0)
+      for (auto& e : evidence) {
+        DIDMARK_EXPECTS(e.p_value < 1.0 || !e.detected, corrupt_input, "'", a.verdicts, "': the verdict of ", e.did,
+                        " has no p_value, so --p-threshold cannot decide it again");
+        e.detected = e.p_value <= a.p_threshold;
+      }
   } else {
     DIDMARK_EXPECTS(!a.checkpoint.empty() && !a.registry.empty(), invalid_argument,
                     "give a CHECKPOINT and --registry REG.jsonl, or --verdicts FILE (the output of didmark scan)");
     const auto owners = owners_of(load_registry(a.registry), {}, "registry '" + a.registry + "'");
     InputOptions o;
     o.format = a.format;
+    o.watermark.p_threshold = o.table.p_threshold = o.array.p_threshold = a.p_threshold;
     for (const Verdict& v : verify_input(a.checkpoint, owners, o, g.backend()).verdicts)
-      evidence.push_back({v.did, v.z, v.detected});
+      evidence.push_back({v.did, v.z, v.detected, v.p_value});
     source = a.checkpoint;
   }
   const LineageReport r = lineage_shares(evidence);
   nlohmann::json weights = nlohmann::json::object(), owners = nlohmann::json::array();
+  int suggestive = 0;
   for (const auto& o : r.owners) {
-    owners.push_back({{"did", o.did}, {"z", o.z}, {"detected", o.detected}, {"share", o.share}});
+    owners.push_back({{"did", o.did},
+                      {"z", o.z},
+                      {"p_value", o.p_value},
+                      {"detected", o.detected},
+                      {"status", o.detected ? "detected" : o.suggestive ? "suggestive" : "not_detected"},
+                      {"share", o.share}});
     if (o.share > 0) weights[o.did] = o.share;
+    suggestive += o.suggestive ? 1 : 0;
   }
+  nlohmann::json warnings = nlohmann::json::array();
+  if (suggestive > 0)
+    warnings.push_back(detail::concat(suggestive, " owner(s) suggestive: p <= ", kSuggestiveP,
+                                      " but above --p-threshold ", a.p_threshold,
+                                      "; no share (verify with more data, or decide the threshold knowingly)"));
   if (!a.output.empty()) write_json_file(a.output, weights, a.force);
   if (g.json) {
     print_json({{"method", "lineage"},
                 {"source", source},
                 {"rule", "share = z / sum(z) over detected owners with z > 0; undetected owners get 0"},
+                {"p_threshold", a.p_threshold},
+                {"warnings", warnings},
                 {"any_detected", r.any_detected},
                 {"owners", owners},
                 {"weights", weights},
@@ -440,9 +464,10 @@ int run_lineage(Globals& g, const LineageArgs& a) {
   std::printf("lineage of %s (share proportional to z among detected owners)\n", source.c_str());
   std::printf("%-58s %10s %-12s %8s\n", "owner", "z", "verdict", "share");
   for (const auto& o : r.owners)
-    std::printf("%-58s %10.2f %-12s %7.2f%%\n", o.did.c_str(), o.z, o.detected ? "DETECTED" : "not detected",
-                100 * o.share);
+    std::printf("%-58s %10.2f %-12s %7.2f%%\n", o.did.c_str(), o.z,
+                o.detected ? "DETECTED" : o.suggestive ? "suggestive" : "not detected", 100 * o.share);
   if (!r.any_detected) std::printf("no owner detected: no lineage shares\n");
+  for (const auto& w : warnings) std::printf("note: %s\n", w.get<std::string>().c_str());
   if (!a.output.empty()) std::printf("weights: %s\n", a.output.c_str());
   return kExitOk;
 }
@@ -726,6 +751,11 @@ void register_attribute(CLI::App& app, Globals& g, Action& action) {
     c->add_option("--registry", a->registry, "Registry of owners (.jsonl) to verify the checkpoint against");
     c->add_option("--verdicts", a->verdicts, "Precomputed verdicts: the JSON Lines output of didmark scan");
     c->add_option("--format", a->format, "Force the checkpoint's format");
+    c->add_option("--p-threshold", a->p_threshold,
+                  "An owner is detected (and shares) when its p-value bound is at most this; decided again for "
+                  "--verdicts that carry p_value. Owners above it but with p <= 1e-3 are reported as suggestive")
+        ->check(CLI::Range(1e-300, 0.5))
+        ->capture_default_str();
     c->add_option("-o,--output", a->output, "Write {DID: share} here (JSON; the input of didmark split --weights)");
     c->add_flag("-f,--force", a->force, "Replace an existing output file");
     add_verify_certificate_options(*c, a->cert);

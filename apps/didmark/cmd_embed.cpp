@@ -39,8 +39,9 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       "--p-threshold (too few elements, cells or rows for its strength) is refused unless --allow-weak.\n"
       "Prints a per-tensor table (or JSON with --json, whose \"warnings\" lists what to know).\n"
       "Exit codes: 0 written, 2 error.");
-  cmd->callback([&g, &action, f] {
-    action = [&g, f]() -> int {
+  cmd->callback([&g, &action, f, cmd] {
+    action = [&g, f, cmd]() -> int {
+      refuse_unused_options(*cmd, f->mark, f->input);
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
                       "embed needs --id IDFILE: the identity of the owner whose mark is embedded");
       const Identity identity = load_identity(f->mark.id_file);
@@ -49,6 +50,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
                       invalid_argument, "--sketch-all, --sketch-samples and --sketch-rows need --sketch SKETCH");
       InputOptions o = input_options(f->mark);
       o.sketch_output = f->sketch;
+      o.watermark.progress = element_progress(g, "embed");
       check_certificate_output(f->cert, f->input, f->output, f->force);
       const InputEmbedReport r = embed_input(f->input, f->output, owner, o, {f->force, f->allow_weak}, g.backend());
       nlohmann::json json = as_json(embed_report_json(r, owner));

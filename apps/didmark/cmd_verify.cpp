@@ -32,10 +32,12 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       "tensor, no marked cell, no row): not a clean result, just nothing to test.");
   cmd->callback([&g, &action, f, cmd] {
     action = [&g, f, cmd]() -> int {
+      refuse_unused_options(*cmd, f->mark, f->input);
       // Certificates add their owners, and the mark options they certify (before the options are read).
       const CertifiedOwners co = resolve_certified_owners(f->mark, f->cert, *cmd);
       InputOptions options = input_options(f->mark);
       for (auto& s : certified_sketches(co, options.sketches)) options.sketches.push_back(std::move(s));
+      options.watermark.progress = element_progress(g, "verify");
       const FileVerdicts fv = verify_input(f->input, co.owners, options, g.backend());
       const nlohmann::json precedence =
           certificate_precedence(co, f->input, co.owners, options, fv.verdicts, g.backend(), g.quiet || g.json);

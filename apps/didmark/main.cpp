@@ -72,6 +72,22 @@ void Progress::done() {
   enabled_ = false;
 }
 
+std::function<void(int64_t, int64_t)> element_progress(const Globals& g, std::string label) {
+  if (g.quiet || !isatty(STDERR_FILENO)) return {};
+  auto bar = std::make_shared<std::optional<Progress>>();
+  return [&g, label = std::move(label), bar, shown = int64_t{0}](int64_t done, int64_t total) mutable {
+    if (total < (int64_t{1} << 26)) return;
+    if (*bar && done < shown) {  // a new pass (the next shard): a new bar
+      bar->reset();
+      shown = 0;
+    }
+    if (!*bar) bar->emplace(g, label, total);
+    (*bar)->advance(done - shown);
+    shown = done;
+    if (done >= total) (*bar)->done();
+  };
+}
+
 CLI::App& command_group(CLI::App& parent, const std::string& name, const std::string& description) {
   for (CLI::App* existing : parent.get_subcommands([](CLI::App*) { return true; }))
     if (existing->get_name() == name) return *existing;

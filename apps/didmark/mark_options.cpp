@@ -1,6 +1,7 @@
 #include "mark_options.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
@@ -132,6 +133,43 @@ WatermarkOptions watermark_options(const MarkFlags& f) {
   o.p_threshold = f.p_threshold;
   o.policy.include_regex = f.tensors;
   return o;
+}
+
+void refuse_unused_options(const CLI::App& cmd, const MarkFlags& f, const std::string& input) {
+  auto given = [&](const char* flag) {
+    const CLI::Option* o = cmd.get_option_no_throw(flag);
+    return o != nullptr && o->count() > 0;
+  };
+  if (f.verifying) {
+    DIDMARK_EXPECTS(!given("--max-change"), invalid_argument,
+                    "--max-change limits what embed may change; verify changes nothing (drop it)");
+    DIDMARK_EXPECTS(!given("--strength") || f.scheme != "spread-spectrum", invalid_argument,
+                    "--strength: spread-spectrum verification does not use it (only STDM's lattice does; "
+                    "drop it, or test --scheme stdm or auto)");
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(input, ec)) return;  // the library names the missing file
+  const InputFormat fmt = classify_input(input, f.format);
+  const std::string what = fmt.kind == InputKind::table   ? "a CSV table"
+                           : fmt.kind == InputKind::array ? "a dataset array"
+                                                          : "a checkpoint";
+  const std::string name = "'" + input + "' is " + what;
+  if (fmt.kind != InputKind::array)
+    for (const char* flag : {"--ids", "--fixed-order", "--sketch-rows"})
+      DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to .npy dataset arrays; ", name,
+                      fmt.kind == InputKind::table ? " (its rows are identified by --key-column)" : "");
+  if (fmt.kind != InputKind::table)
+    for (const char* flag : {"--key-column", "--columns", "--gamma", "--bits"})
+      DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to CSV tables; ", name);
+  if (fmt.kind != InputKind::table && given("--delimiter"))
+    DIDMARK_THROW(Errc::invalid_argument, "--delimiter applies to CSV tables; ", name);
+  if (fmt.kind != InputKind::checkpoint)
+    for (const char* flag : {"--tensors", "--max-change"})
+      DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to checkpoints; ", name);
+  if (fmt.kind == InputKind::table)
+    for (const char* flag : {"--scheme"})
+      DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to checkpoints and arrays; ", name,
+                      ", marked by --gamma and --bits");
 }
 
 Owner owner_from_identity(const std::string& id_file) { return owner_of(load_identity(id_file)); }

@@ -49,6 +49,11 @@ void add_owner_options(CLI::App& cmd, MarkFlags& f, bool with_id, bool with_regi
 WatermarkOptions watermark_options(const MarkFlags& f);
 InputOptions input_options(const MarkFlags& f);
 
+/// Options given on the command line that the input's kind would ignore are refused (a user who
+/// passes --ids to a CSV or --max-change to verify believes something happened that did not).
+/// Classifies `input` (by content, then name) as the library will.
+void refuse_unused_options(const CLI::App& cmd, const MarkFlags& f, const std::string& input);
+
 /// The owner of an identity file: its DID, watermark key and DID codeword.
 Owner owner_from_identity(const std::string& id_file);
 /// The owners named by --id / --registry [--did]; errors when neither or both are given.

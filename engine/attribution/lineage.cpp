@@ -24,6 +24,8 @@ LineageReport lineage_shares(std::span<const OwnerEvidence> evidence) {
     s.did = e.did;
     s.z = e.z;
     s.detected = e.detected;
+    s.p_value = e.p_value;
+    s.suggestive = !e.detected && e.p_value <= kSuggestiveP;
     if (r.any_detected && e.detected && e.z > 0) s.share = e.z / total;
     r.owners.push_back(std::move(s));
   }

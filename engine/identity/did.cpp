@@ -1,6 +1,7 @@
 // DID syntax (W3C DID Core 3.1) and did:key (W3C CCG did:key method, multicodec + multibase).
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 #include "common/printable.hpp"
 #include "didmark/error.hpp"
@@ -145,6 +146,17 @@ void check_did(std::string_view did, DidInfo* info) {
   if (info) {
     info->did = std::string(did);
     info->method = std::string(method);
+    if (method == "web") {
+      // did:web's first segment is a host name (with an optional %3A port): case-insensitive, so
+      // one canonical spelling keeps one payee from being listed (and paid) twice.
+      const std::size_t host_end = std::min(info->did.find(':', colon + 1), info->did.size());
+      for (std::size_t i = colon + 1; i < host_end; ++i) info->did[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(info->did[i])));
+      for (std::size_t i = colon + 1; i + 2 < host_end; ++i)
+        if (info->did[i] == '%') {
+          info->did[i + 1] = static_cast<char>(std::toupper(static_cast<unsigned char>(info->did[i + 1])));
+          info->did[i + 2] = static_cast<char>(std::toupper(static_cast<unsigned char>(info->did[i + 2])));
+        }
+    }
   }
   if (method == "key") parse_did_key(did, msid, info);
 }

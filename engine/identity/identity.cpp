@@ -23,6 +23,19 @@ constexpr std::string_view kWatermarkKeySalt = "didmark/watermark-key/v1";
 constexpr std::string_view kIdentityFormat = "didmark-identity";
 constexpr std::size_t kMaxIdentityFileBytes = 64 * 1024;
 
+/// Whether the file's first line is a registry line: a JSON object with "did" and "key" and no
+/// secret field. Reads at most 4 kB from the start (pread: the caller's offset stays).
+bool starts_like_registry(int fd) {
+  std::string head(4096, '\0');
+  const ssize_t n = ::pread(fd, head.data(), head.size(), 0);
+  if (n <= 0) return false;
+  head.resize(static_cast<std::size_t>(n));
+  const std::size_t nl = head.find('\n');
+  if (nl == std::string::npos) return false;
+  const nlohmann::json j = nlohmann::json::parse(head.substr(0, nl), nullptr, false);
+  return !j.is_discarded() && j.is_object() && j.contains("did") && j.contains("key") && !j.contains("ed25519_seed");
+}
+
 // The 64-byte libsodium secret key (seed || public key), wiped when it goes out of scope.
 struct SecretKey {
   std::array<uint8_t, crypto_sign_SECRETKEYBYTES> sk{};
@@ -118,6 +131,12 @@ Identity load_identity(const std::filesystem::path& path) {
   st.st_mode = file.mode;
   st.st_size = static_cast<off_t>(file.size);
   const unsigned mode = st.st_mode & 07777;
+  // A registry handed to --id is the likeliest mistake behind both refusals below; say so
+  // instead of asking for a chmod or a smaller file.
+  DIDMARK_EXPECTS(!(((mode & 077) != 0 || static_cast<std::size_t>(st.st_size) > kMaxIdentityFileBytes) &&
+                    starts_like_registry(fd)),
+                  invalid_argument, "'", name,
+                  "' is a registry (JSON Lines of {\"did\", \"key\"}), not an identity file: pass it with --registry");
   if (mode & 077) {
     char octal[8];
     std::snprintf(octal, sizeof octal, "%04o", mode);

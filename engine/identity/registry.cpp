@@ -1,5 +1,7 @@
 // Registries of verification keys: JSON Lines of {"did": ..., "key": hex}.
 #include <map>
+#include <sodium.h>
+
 #include <nlohmann/json.hpp>
 
 #include "common/printable.hpp"
@@ -18,6 +20,20 @@ const std::string* string_field(const nlohmann::json& j, const char* key) {
   if (!j.contains(key)) return nullptr;
   const nlohmann::json& v = j.at(key);
   return v.is_string() ? &v.get_ref<const std::string&>() : nullptr;
+}
+
+/// A pretty-printed identity file (didmark id new): the likeliest file given to --registry by
+/// mistake. Only the format field is looked at.
+bool is_identity_file(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  const std::string* f = string_field(j, "format");
+  const bool identity = f && *f == "didmark-identity";
+  if (auto it = j.find("ed25519_seed"); it != j.end() && it->is_string()) {  // the parsed copy of the secret
+    auto& seed = it->get_ref<std::string&>();
+    sodium_memzero(seed.data(), seed.size());
+  }
+  return identity;
 }
 }  // namespace
 
@@ -40,6 +56,10 @@ std::vector<RegistryEntry> load_registry(const std::filesystem::path& path) {
     DIDMARK_EXPECTS(line.size() <= kMaxRegistryLineBytes, corrupt_input, where(), "line of ", line.size(),
                     " bytes; a registry line is {\"did\": ..., \"key\": ...} (limit ", kMaxRegistryLineBytes, ")");
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() && out.empty() && is_identity_file(text))
+      DIDMARK_THROW(Errc::invalid_argument, "'", name,
+                    "' is an identity file, not a registry: pass it with --id, or make its registry line with "
+                    "'didmark id export-key ", name, "'");
     DIDMARK_EXPECTS(!j.is_discarded(), corrupt_input, where(), "not valid JSON");
     DIDMARK_EXPECTS(j.is_object(), corrupt_input, where(), "expected a JSON object {\"did\": ..., \"key\": ...}");
     const std::string* d = string_field(j, "did");

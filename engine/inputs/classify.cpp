@@ -127,6 +127,14 @@ InputFormat classify_input(const fs::path& path, std::string_view forced) {
 
 std::vector<fs::path> input_parts(const fs::path& path, const InputFormat& format) {
   std::vector<fs::path> out;
+  if (format.kind == InputKind::array) {
+    // The row-id sidecar is an input of its array, not a file to verify on its own.
+    fs::path sidecar = path;
+    sidecar.replace_extension(".ids.npy");
+    std::error_code ec;
+    if (fs::is_regular_file(sidecar, ec)) out.push_back(sidecar);
+    return out;
+  }
   if (format.kind != InputKind::checkpoint || format.checkpoint != CheckpointFormat::safetensors_sharded) return out;
   const auto idx = read_safetensors_index(resolve_checkpoint_path(path, CheckpointFormat::safetensors_sharded));
   for (const auto& s : idx.shards) out.push_back(idx.folder() / s);

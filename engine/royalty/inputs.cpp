@@ -107,20 +107,20 @@ class WeightsSax {
   int depth_ = 0;
 };
 
-void check_unique_and_valid(const std::vector<Payee>& payees, const std::string& where) {
+void check_unique_and_valid(std::vector<Payee>& payees, const std::string& where) {
+  for (auto& p : payees) {
+    try {
+      p.did = parse_did(p.did).did;  // canonical: did:web hosts compared case-insensitively
+    } catch (const Error& e) {
+      DIDMARK_THROW(Errc::corrupt_input, where, ": ", e.what());
+    }
+  }
   std::vector<std::string_view> ids(payees.size());
   for (std::size_t i = 0; i < payees.size(); ++i) ids[i] = payees[i].did;
   const auto order = detail::sorted_order(ids);
   for (std::size_t k = 0; k + 1 < order.size(); ++k)
     DIDMARK_EXPECTS(ids[order[k]] != ids[order[k + 1]], corrupt_input, where, ": payee ", ids[order[k]],
-                    " is listed twice");
-  for (const auto& p : payees) {
-    try {
-      detail::validate_did(p.did);
-    } catch (const Error& e) {
-      DIDMARK_THROW(Errc::corrupt_input, where, ": ", e.what());
-    }
-  }
+                    " is listed twice (DIDs are compared canonically: did:web host names ignore case)");
 }
 
 std::vector<Payee> parse_weights_text(std::string_view text, const std::string& where) {

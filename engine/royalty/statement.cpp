@@ -380,6 +380,7 @@ StatementCheck verify_statement(std::string_view bytes) {
   }
   canon.clear();
   canon.shrink_to_fit();
+  c.is_credential = doc.is_object() && doc.contains("@context") && doc.contains("proof");
   try {
     // 2. Shape and signature.
     if (!doc.is_object()) throw Fail{"the statement is not a JSON object"};
@@ -462,6 +463,9 @@ StatementCheck verify_statement(std::string_view bytes) {
   }
   c.valid = c.canonical_ok && c.signature_ok && c.payouts_ok;
   c.reason = c.valid ? std::string() : first_failure;
+  if (!c.canonical_ok && c.signature_ok && c.payouts_ok)
+    c.reason += "; the signature and the payouts check out over the parsed content: a reformatted copy "
+                "(e.g. pretty-printed) of a valid statement (--allow-reformatted accepts it)";
   return c;
 }
 

@@ -20,6 +20,33 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+/// WatermarkOptions::progress over a loop of tensors: before(i) reports the elements of the
+/// tensors before i; the destructor reports the end (every exit of the loop included).
+class ProgressTicker {
+ public:
+  ProgressTicker(const std::function<void(int64_t, int64_t)>& f, std::span<const NamedTensor> tensors)
+      : f_(f), tensors_(tensors) {
+    if (f_)
+      for (const auto& t : tensors) total_ += t.view.numel();
+  }
+  ~ProgressTicker() {
+    if (f_) f_(total_, total_);
+  }
+  ProgressTicker(const ProgressTicker&) = delete;
+  ProgressTicker& operator=(const ProgressTicker&) = delete;
+  void before(std::size_t i) {
+    if (!f_) return;
+    for (; next_ < i; ++next_) done_ += tensors_[next_].view.numel();
+    f_(done_, total_);
+  }
+
+ private:
+  const std::function<void(int64_t, int64_t)>& f_;
+  std::span<const NamedTensor> tensors_;
+  int64_t total_ = 0, done_ = 0;
+  std::size_t next_ = 0;
+};
+
 void check_options(const WatermarkOptions& o) {
   const double s = o.effective_strength();
   DIDMARK_EXPECTS(std::isfinite(s) && s > 0, invalid_argument, "strength must be a positive number, got ", s);
@@ -174,10 +201,12 @@ EmbedReport embed(std::span<const NamedTensor> src, std::span<const NamedTensor>
   report.strength = options.effective_strength();
   report.backend = backend.description();
   double total_src = 0, total_diff = 0;
+  ProgressTicker ticker(options.progress, src);
 
   for (std::size_t i = 0; i < src.size(); ++i) {
     const NamedTensor& s = src[i];
     const NamedTensor& d = dst[i];
+    ticker.before(i);
     TensorReport tr;
     tr.name = s.name;
     tr.dtype = s.view.dtype;
@@ -386,8 +415,10 @@ std::vector<VerifyReport> run_verify(std::span<const NamedTensor> tensors, std::
   std::vector<detail::CarrierSpec> carriers(claims.size());
   std::vector<CorrelateStats> stats(claims.size());
 
+  ProgressTicker ticker(options.progress, tensors);
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const NamedTensor& t = tensors[i];
+    ticker.before(i);
     TensorReport tr;
     tr.name = t.name;
     tr.dtype = t.view.dtype;

@@ -206,13 +206,21 @@ struct OwnerEvidence {
   std::string did;
   double z = 0;           ///< the verifier's z statistic for this owner's mark
   bool detected = false;  ///< p-value at or below the verifier's threshold
+  double p_value = 1.0;   ///< the verifier's p-value bound (1 when unknown)
 };
+
+/// Below the detection threshold but at or below this p-value, an owner is reported as
+/// "suggestive" (evidence worth a closer look, no share): a silent 0% would read as "absent".
+inline constexpr double kSuggestiveP = 1e-3;
 
 struct LineageShare {
   std::string did;
   double z = 0;
   bool detected = false;
   double share = 0;  ///< fraction of the lineage pool, in [0, 1]
+  double p_value = 1.0;
+  /// Not detected, yet p_value <= kSuggestiveP: reported, never paid.
+  bool suggestive = false;
   // With certificates (certified_lineage_shares); empty otherwise.
   std::string role;      ///< "base", "derivative", "uncertified" (detected, no certificate), "not-detected"
   int line = -1;         ///< the line (base and its derivatives) the owner belongs to, 0-based

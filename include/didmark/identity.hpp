@@ -28,7 +28,7 @@ namespace didmark {
 
 /// A parsed DID.
 struct DidInfo {
-  std::string did;     ///< the whole DID as given
+  std::string did;     ///< the whole DID, canonical: did:web's host name in lower case (DNS names are case-insensitive)
   std::string method;  ///< "key", "web", "ethr", "pkh", ...
   /// For did:key with Ed25519: the 32-byte public key.
   std::optional<std::array<uint8_t, 32>> ed25519_public;

@@ -68,8 +68,8 @@ const std::vector<InputFormat>& input_formats();
 /// path does not exist. Only regular files and folders are opened (never a FIFO or device).
 InputFormat classify_input(const std::filesystem::path& path, std::string_view forced = {});
 
-/// The other files a multi-file input stands for (the shards of a sharded checkpoint);
-/// empty for single files. `didmark scan` lists them only through the input.
+/// The other files a multi-file input stands for (the shards of a sharded checkpoint, the
+/// X.ids.npy row-id sidecar of an array X.npy); empty for single files. `didmark scan` lists them only through the input.
 std::vector<std::filesystem::path> input_parts(const std::filesystem::path& path, const InputFormat& format);
 
 // ---- Whose mark ----------------------------------------------------------------------------

@@ -260,6 +260,9 @@ struct StatementCheck {
   bool signature_ok = false;    ///< the eddsa-jcs-2022 proof verifies under the issuer's did:key
   bool payouts_ok = false;      ///< the payouts re-derived from the inputs equal the stated ones
   bool canonical_ok = false;    ///< the file is exactly the canonical bytes (+ one newline)
+  /// The document claims to be a credential (a JSON object with '@context' and a 'proof'):
+  /// false means the file is some other JSON (weights, a policy, an identity), not a bad statement.
+  bool is_credential = false;
   std::string reason;           ///< the first failure, in words (empty when valid)
   std::string issuer;
   std::string created;

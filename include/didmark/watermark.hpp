@@ -24,6 +24,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -104,6 +105,9 @@ struct WatermarkOptions {
   /// Verification: `detected` when the p-value (bound) is at most this.
   double p_threshold = 1e-9;
   EligibilityPolicy policy;
+  /// Called on the calling thread before each tensor and once at the end with the elements
+  /// done so far and the total (for a progress bar; it must not throw).
+  std::function<void(int64_t done, int64_t total)> progress;
 
   /// The strength `scheme` uses (for automatic: spread spectrum's).
   double effective_strength() const noexcept;
