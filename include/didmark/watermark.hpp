@@ -163,6 +163,10 @@ struct VerifyReport {
   std::vector<TensorReport> per_tensor;
   /// The scheme tested (with Scheme::automatic asked: the one that matched better).
   Scheme scheme = Scheme::spread_spectrum;
+  /// Set by verify_screened (registry_scan.hpp) for a claim the screen did not keep: z and
+  /// p_value are those of the spread-spectrum test on the screen's sample (`elements` sampled
+  /// elements), nothing was decoded, and the claim is not detected.
+  bool screened = false;
   double seconds = 0;
 };
 
