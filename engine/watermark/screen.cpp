@@ -19,27 +19,34 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The first of two stages: sized for z = 5 at the assumed strength and passed at z >= 1.5, so an
-// intact mark goes on with probability 1 - 2.3e-4 while ~6.7% of unmarked claims do.
-constexpr double kStage1Z = 5.0;
-constexpr double kStage1Keep = 1.5;
+// The stages before the last, sized for these z at the assumed strength (the samples are nested:
+// each holds the previous one) and passed at these z. An intact mark goes on with probability
+// 1 - 3e-5 and 1 - 2.3e-4; of unmarked claims about 69% pass the first, about 6% both.
+constexpr double kStageZ[2] = {5.0 / 1.4142135623730951, 5.0};
+constexpr double kStageKeep[2] = {-0.5, 1.5};
 
-/// An eligible tensor of the screen.
+/// An eligible tensor of the screen and what its sample has shown so far.
 struct Target {
   const NamedTensor* tensor;
   uint64_t name_hash;
   int64_t groups;
+  int64_t phase = 0;    // of the sample's groups, modulo the first stage's stride
+  double weight = 0;    // 1 / rms of its first sample (0: not sampled yet)
+  double sum_sq = 0;    // of the sampled (quantized) values so far
+  int64_t elements = 0;
 };
 
-struct StageResult {
-  std::vector<double> z;  // per scored claim
+/// The screen's running sums: per claim (in `ids` order) sum_t weight_t T_kt over the sample so
+/// far; the key-independent normalizer is sqrt(sum_t weight_t^2 sum_sq_t).
+struct Running {
+  std::vector<double> num;
   int64_t elements = 0;
   int64_t nonfinite = 0;
   int tensors = 0;
 };
 
-int64_t phase_of(uint64_t seed, int stage, uint64_t name_hash, int64_t stride) {
-  const uint64_t h = detail::fmix64(seed ^ detail::fmix64(name_hash + 0x9E3779B97F4A7C15ull * (stage + 1u)));
+int64_t phase_of(uint64_t seed, uint64_t name_hash, int64_t stride) {
+  const uint64_t h = detail::fmix64(seed ^ detail::fmix64(name_hash + 0x9E3779B97F4A7C15ull));
   return static_cast<int64_t>(h % static_cast<uint64_t>(stride));
 }
 
@@ -49,46 +56,51 @@ uint64_t fresh_seed() {
   return s != 0 ? s : 1;
 }
 
-/// Score claims `ids` on the sample of stride `stride`; z per claim in the order of `ids`.
-StageResult run_stage(const std::vector<Target>& targets, std::span<const Claim> claims,
-                      const std::vector<std::size_t>& ids, uint32_t L, int64_t stride, uint64_t seed, int stage,
-                      Backend& backend) {
+/// Add the groups (i + phase) % stride == 0 of every tensor, with `phase` = the tensor's phase
+/// plus each of `shifts`, to the running sums of claims `ids` (a stage's sample, or the part of
+/// it the previous stage did not have). Carriers are derived once per tensor for all shifts.
+void add_sample(std::vector<Target>& targets, std::span<const Claim> claims, const std::vector<std::size_t>& ids,
+                const std::vector<uint64_t>& payload, uint32_t L, int64_t stride, const std::vector<int64_t>& shifts,
+                Running& run, Backend& backend) {
   const std::size_t K = ids.size();
-  const std::size_t words = (L + 63) / 64;
-  std::vector<uint64_t> payload(K * words, 0);
-  for (std::size_t i = 0; i < K; ++i) {
-    const auto& bits = claims[ids[i]].payload.bits;
-    for (std::size_t b = 0; b < bits.size(); ++b)
-      if (bits[b]) payload[i * words + b / 64] |= uint64_t{1} << (b % 64);
-  }
-  std::vector<double> num(K, 0.0);
   std::vector<detail::CarrierSpec> carriers(K);
   ScreenSums sums;
-  StageResult r;
   constexpr int64_t kDerivePerTask = 512;
   const auto derive_tasks = static_cast<int64_t>((K + kDerivePerTask - 1) / kDerivePerTask);
-  for (const Target& tg : targets) {
-    const ScreenSample sample{stride, phase_of(seed, stage, tg.name_hash, stride)};
-    if (detail::screen_group_count(tg.groups, sample.stride, sample.phase) == 0) continue;
-    const std::string& name = tg.tensor->name;
-    backend.host_pool().parallel_for(derive_tasks, [&](int, int64_t t) {
-      const auto k1 = std::min<std::size_t>(K, static_cast<std::size_t>((t + 1) * kDerivePerTask));
-      for (auto k = static_cast<std::size_t>(t * kDerivePerTask); k < k1; ++k)
-        carriers[k] = derive_carrier(claims[ids[k]].key, name, L);
-    });
-    backend.screen(tg.tensor->view, sample, carriers, payload, sums);
-    r.nonfinite += sums.nonfinite;
-    if (sums.elements <= 0 || !(sums.sum_sq > 0)) continue;
-    // Each tensor normalized by its own sample RMS, as verify() does with the whole tensor.
-    const double w = std::sqrt(static_cast<double>(sums.elements) / sums.sum_sq);
-    for (std::size_t k = 0; k < K; ++k) num[k] += sums.t[k] * w;
-    r.elements += sums.elements;
-    r.tensors += 1;
+  for (Target& tg : targets) {
+    bool derived = false;
+    for (const int64_t shift : shifts) {
+      const ScreenSample sample{stride, (tg.phase + shift) % stride};
+      if (detail::screen_group_count(tg.groups, sample.stride, sample.phase) == 0) continue;
+      if (!derived) {
+        backend.host_pool().parallel_for(derive_tasks, [&](int, int64_t t) {
+          const auto k1 = std::min<std::size_t>(K, static_cast<std::size_t>((t + 1) * kDerivePerTask));
+          for (auto k = static_cast<std::size_t>(t * kDerivePerTask); k < k1; ++k)
+            carriers[k] = derive_carrier_hashed(claims[ids[k]].key, tg.name_hash, L);
+        });
+        derived = true;
+      }
+      backend.screen(tg.tensor->view, sample, carriers, payload, sums);
+      run.nonfinite += sums.nonfinite;
+      if (sums.elements <= 0 || !(sums.sum_sq > 0)) continue;
+      // Each tensor weighted by 1 / rms of its first sample, as verify() weighs whole tensors; a
+      // weight fixed by the weights alone keeps the bound valid as the sample grows.
+      if (tg.weight == 0) {
+        tg.weight = std::sqrt(static_cast<double>(sums.elements) / sums.sum_sq);
+        run.tensors += 1;
+      }
+      tg.sum_sq += sums.sum_sq;
+      tg.elements += sums.elements;
+      run.elements += sums.elements;
+      for (std::size_t k = 0; k < K; ++k) run.num[k] += sums.t[k] * tg.weight;
+    }
   }
-  r.z.assign(K, 0.0);
-  if (r.elements > 0)
-    for (std::size_t k = 0; k < K; ++k) r.z[k] = num[k] / std::sqrt(static_cast<double>(r.elements));
-  return r;
+}
+
+double normalizer(const std::vector<Target>& targets) {
+  double d = 0;
+  for (const Target& t : targets) d += t.weight * t.weight * t.sum_sq;
+  return std::sqrt(d);
 }
 
 void check_screen_options(const ScreenOptions& s) {
@@ -185,48 +197,81 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
     return static_cast<int64_t>(std::max(1.0, std::floor(N / n)));
   };
   const double candidate_z = screen.candidate_z.value_or(default_candidate_z(claims.size()));
+  // Strides from the last stage back: each earlier stage's stride a multiple of the next one's,
+  // so every sample holds the one before it and a stage only adds the groups it lacks.
   struct Plan {
     int64_t stride;
     double threshold;
   };
   std::vector<Plan> plan;
-  const int64_t final_stride = stride_for(screen.z_target);
-  // Two stages pay when the final sample is at least twice the first one.
-  if (screen.z_target >= kStage1Z * std::sqrt(2.0) && stride_for(kStage1Z) >= 2 * final_stride)
-    plan.push_back({stride_for(kStage1Z), kStage1Keep});
-  plan.push_back({final_stride, candidate_z});
+  plan.reserve(3);
+  plan.push_back({stride_for(screen.z_target), candidate_z});
+  for (int i = 1; i >= 0; --i) {
+    const int64_t m = stride_for(kStageZ[i]) / plan.back().stride;
+    if (screen.z_target <= kStageZ[i] || m < 2) continue;
+    plan.push_back({plan.back().stride * m, kStageKeep[i]});
+  }
+  std::reverse(plan.begin(), plan.end());
 
   const uint64_t seed = screen.seed != 0 ? screen.seed : fresh_seed();
+  for (Target& t : targets) t.phase = phase_of(seed, t.name_hash, plan.front().stride);
   const auto bits = static_cast<uint32_t>(L);
+  const std::size_t words = (L + 63) / 64;
   std::vector<std::size_t> ids(claims.size());
   for (std::size_t k = 0; k < ids.size(); ++k) ids[k] = k;
+  Running run;
+  run.num.assign(claims.size(), 0.0);
   std::vector<VerifyReport> out(claims.size());
   for (std::size_t st = 0; st < plan.size(); ++st) {
     const auto ts = Clock::now();
-    const StageResult r = run_stage(targets, claims, ids, bits, plan[st].stride, seed, static_cast<int>(st), backend);
+    std::vector<uint64_t> payload(ids.size() * words, 0);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto& pb = claims[ids[i]].payload.bits;
+      for (std::size_t b = 0; b < pb.size(); ++b)
+        if (pb[b]) payload[i * words + b / 64] |= uint64_t{1} << (b % 64);
+    }
+    if (st == 0) {
+      add_sample(targets, claims, ids, payload, bits, plan[0].stride, {0}, run, backend);
+    } else {
+      // The groups of this stage's sample the previous one lacked: the previous stride's phases
+      // shifted by each non-zero multiple of this stride.
+      const int64_t prev = plan[st - 1].stride, cur = plan[st].stride;
+      std::vector<int64_t> shifts;
+      for (int64_t j = 1; j < prev / cur; ++j) shifts.push_back(j * cur);
+      add_sample(targets, claims, ids, payload, bits, prev, shifts, run, backend);
+    }
+    const double D = normalizer(targets);
     ScreenStage stage;
     stage.stride = plan[st].stride;
-    stage.elements = r.elements;
+    stage.elements = run.elements;
     stage.claims = ids.size();
     stage.threshold = plan[st].threshold;
     std::vector<std::size_t> kept;
+    Running next;
+    next.elements = run.elements;
+    next.nonfinite = run.nonfinite;
+    next.tensors = run.tensors;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       VerifyReport& v = out[ids[i]];
       v.screened = true;
       v.scheme = Scheme::spread_spectrum;
       v.bits = static_cast<int>(L);
-      v.z = r.z[i];
+      v.z = D > 0 ? run.num[i] / D : 0.0;
       v.log10_p = hoeffding_log10_p(v.z);
       v.p_value = std::pow(10.0, v.log10_p);
-      v.elements = r.elements;
-      v.nonfinite = r.nonfinite;
-      v.tensors = r.tensors;
-      if (r.elements > 0 && v.z >= plan[st].threshold) kept.push_back(ids[i]);
+      v.elements = run.elements;
+      v.nonfinite = run.nonfinite;
+      v.tensors = run.tensors;
+      if (D > 0 && v.z >= plan[st].threshold) {
+        kept.push_back(ids[i]);
+        next.num.push_back(run.num[i]);
+      }
     }
     stage.passed = kept.size();
     stage.seconds = since(ts);
     how.stages.push_back(stage);
     ids = std::move(kept);
+    run = std::move(next);
   }
   how.screened = true;
   how.screen_seconds = since(t0);

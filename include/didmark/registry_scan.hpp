@@ -10,10 +10,15 @@
 /// (verify_many). A candidate's report is that full pass, bit for bit what verify() gives;
 /// the others get the report of their sample (VerifyReport::screened).
 ///
-/// The screen has two stages when the model is large enough: a small sample for every owner
-/// (sized for z = 5 at the assumed strength, kept when z >= 1.5), then the full-size sample
-/// (sized for ScreenOptions::z_target) for the survivors. A model small enough that the sample
-/// would be all of it is screened whole (stride 1): nothing is left out.
+/// The screen has up to three nested stages: a sample sized for z = 5/sqrt(2) at the assumed
+/// strength for every owner (kept when z >= -0.5), twice that for the survivors (sized for
+/// z = 5, kept when z >= 1.5), then the full-size sample (sized for ScreenOptions::z_target).
+/// Each sample holds the one before it, so a stage only reads the groups the previous one
+/// lacked and a survivor's z is that of the whole sample so far. An intact mark at the assumed
+/// strength goes on with probability 1 - 3e-5 and 1 - 2.3e-4; about 6% of unmarked owners
+/// reach the last stage. A stage is left out when its sample would not be at most half the
+/// next one. A model small enough that the final sample would be all of it ends at stride 1:
+/// nothing is left out.
 ///
 /// What a screen can miss: a mark much weaker than the assumed strength (a model averaged
 /// with its unmarked original, for instance), whose sample z falls under the candidate

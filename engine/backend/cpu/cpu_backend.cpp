@@ -232,16 +232,21 @@ class CpuBackend final : public Backend {
     }
 
     const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
-    const int64_t tiles = std::max<int64_t>(1, (K + kScreenKeyTile - 1) / kScreenKeyTile);
+    // Key tiles: a few tasks per thread in all (each tile quantizes the blocks and builds their
+    // tables again, so not many more), at most kScreenKeyTile keys each. A key's sums do not
+    // depend on its tile, so this may follow the thread count.
+    const int64_t want = std::clamp<int64_t>((K + 255) / 256, 1, (2 * pool_.size() + chunks - 1) / chunks);
+    const int64_t tile = std::min(kScreenKeyTile, std::max<int64_t>(32, (K + 32 * want - 1) / (32 * want) * 32));
+    const int64_t tiles = std::max<int64_t>(1, (K + tile - 1) / tile);
     std::vector<double> partial(static_cast<std::size_t>(chunks * K), 0.0);
     std::vector<ScreenChunk> stats(static_cast<std::size_t>(chunks));
     const ScreenFn fn = pick_screen(w.dtype);
     pool_.parallel_for(chunks * tiles, [&](int, int64_t task) {
-      const int64_t chunk = task / tiles, tile = task % tiles;
+      const int64_t chunk = task / tiles, tile_index = task % tiles;
       const int64_t i0 = count * chunk / chunks, i1 = count * (chunk + 1) / chunks;
       const cpu::ScreenKeys keys{keys8.data(), offsets.data(), pay.data(), base.data(), words, L,
-                                 tile * kScreenKeyTile, std::min(K, (tile + 1) * kScreenKeyTile)};
-      fn(w.data, numel, first, sample.stride, i0, i1, keys, partial.data() + chunk * K + keys.k0, tile == 0,
+                                 tile_index * tile, std::min(K, (tile_index + 1) * tile)};
+      fn(w.data, numel, first, sample.stride, i0, i1, keys, partial.data() + chunk * K + keys.k0, tile_index == 0,
          stats[static_cast<std::size_t>(chunk)]);
     });
     for (int64_t c = 0; c < chunks; ++c) {
