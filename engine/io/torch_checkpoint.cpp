@@ -8,6 +8,7 @@
 
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
+#include "io/torch_archive.hpp"
 #include "io/torch_plugin.hpp"
 
 namespace didmark {
@@ -45,7 +46,8 @@ const detail::TorchPlugin& plugin() {
   std::call_once(once, [] {
     for (const auto& path : plugin_candidates()) {
       std::error_code ec;
-      if (path.find('/') != std::string::npos && !std::filesystem::exists(path, ec)) continue;
+      // Only a regular file is loaded (never blocks on a FIFO named by $DIDMARK_TORCH_PLUGIN).
+      if (path.find('/') != std::string::npos && !std::filesystem::is_regular_file(path, ec)) continue;
       void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!h) {
         failure += std::string("; ") + ::dlerror();
@@ -90,8 +92,13 @@ TorchCheckpoint TorchCheckpoint::load(const std::filesystem::path& path) {
     DIDMARK_THROW(e.code(), "cannot read '", path.string(), "': ", e.what());
   }
   const detail::TorchPlugin& p = *pp;
+  // Our own checks first (regular file, zip directory, pickle, storages against records):
+  // LibTorch then reads exactly these bytes, never the path.
+  const MappedFile file(path);
+  const std::span<const unsigned char> bytes(file.data(), file.size());
+  const detail::TorchArchive archive = detail::open_torch_archive(bytes, path.native());
   auto impl = std::make_unique<Impl>();
-  impl->loaded = p.load(path);
+  impl->loaded = p.load(path, bytes, archive.fixed.bytes);
   return TorchCheckpoint(std::move(impl));
 }
 
