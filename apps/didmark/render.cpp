@@ -129,8 +129,14 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
     const char* word = v.status == VerdictStatus::detected        ? "DETECTED"
                        : v.status == VerdictStatus::not_detected ? "not detected"
                                                                  : "NO DATA";
-    std::snprintf(line, sizeof line, "%-13s %s  z = %7.2f  p <= %-9s bit errors %d/%d  %s elements in %d tensor%s%s\n",
-                  word, v.did.c_str(), v.z, p, v.bit_errors, v.bits, short_count(v.elements).c_str(), v.tensors,
+    // A screened verdict decoded nothing (the screen sums the known-payload test only).
+    char errors[32];
+    if (v.screened)
+      std::snprintf(errors, sizeof errors, "-/%d", v.bits);
+    else
+      std::snprintf(errors, sizeof errors, "%d/%d", v.bit_errors, v.bits);
+    std::snprintf(line, sizeof line, "%-13s %s  z = %7.2f  p <= %-9s bit errors %s  %s elements in %d tensor%s%s\n",
+                  word, v.did.c_str(), v.z, p, errors, short_count(v.elements).c_str(), v.tensors,
                   v.tensors == 1 ? "" : "s", v.screened ? " (sample)" : "");
     s << line;
     if (fv.family > 1 && v.status != VerdictStatus::no_eligible_data && !v.screened) {
