@@ -31,9 +31,13 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
   cmd->add_option("-j,--jobs", f->jobs, "Files verified in parallel")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->footer(
       "Writes JSON Lines on stdout, one line per file in path order:\n"
-      "  {\"path\", \"format\", \"detected\": [DIDs], \"verdicts\": [{did, status, detected, z, p_value, ...}],\n"
-      "   \"warnings\", \"seconds\"}\n"
+      "  {\"path\", \"format\", \"detected\": [DIDs], \"verdicts\": [{did, status, detected, z, p_value,\n"
+      "   p_family, screened, ...}], \"warnings\", \"family\", \"fwer\", \"screen\", \"seconds\"}\n"
       "  {\"path\", \"error\": {\"code\", \"message\"}} for a file that cannot be read; the scan goes on.\n"
+      "Detection is family-wise per file: p_family = 1 - (1 - p)^K over the K owners <= --fwer (default\n"
+      "1e-9). For a stream of uploads, set --fwer to the false-accusation budget divided by the uploads\n"
+      "it must cover (docs/watermark.md#many-owners). Checkpoints are screened on a sample first when\n"
+      "there are 32 owners or more (--screen); candidates take the ordinary full pass.\n"
       "Each file is read once for all owners. In folders, files of no known format and hidden files\n"
       "are skipped, and the shards of a sharded checkpoint are scanned under its index. Dataset\n"
       "arrays take their row ids from --ids or from the sidecar X.ids.npy beside X.npy.\n"

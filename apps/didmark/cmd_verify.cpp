@@ -25,8 +25,12 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   add_verify_certificate_options(*cmd, f->cert);
   cmd->footer(
       "One verdict per owner: did, status (detected, not_detected, no_eligible_data), detected, z,\n"
-      "p_value (a bound on the chance of this score without the mark), bit_errors, bits, elements,\n"
-      "tensors. The file is read once for all owners.\n"
+      "p_value (a bound on the chance of this score without the mark), p_family (p_value corrected for\n"
+      "the K owners tested, Sidak 1 - (1 - p)^K), screened, bit_errors, bits, elements, tensors. A mark\n"
+      "is detected when p_value <= --p-threshold and p_family <= --fwer (default 1e-9; with one owner\n"
+      "the two are the same). With a registry of many owners a checkpoint is screened first: every\n"
+      "owner is scored on a sample and only candidates take the full pass (--screen, docs/watermark.md).\n"
+      "The file is read once for all owners.\n"
       "Exit codes: 0 the asked DID (--id or --did) is detected, or with a whole registry at least one\n"
       "registered DID is; 1 not detected; 2 error; 3 nothing in the file could carry a mark (no eligible\n"
       "tensor, no marked cell, no row): not a clean result, just nothing to test.");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
@@ -58,6 +60,24 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
                    "permutations, rescaling, dummies, renames (verdicts gain 'realigned' and 'alignment')")
         ->expected(1)
         ->take_all();
+    cmd.add_option("--fwer", f.fwer,
+                   "Family-wise error level: a mark is detected only when its p_family (Sidak over the owners "
+                   "tested for this file, 1 - (1 - p)^K) is at most this, on top of --p-threshold; 'off' decides "
+                   "on each owner's own p-value alone")
+        ->capture_default_str();
+    cmd.add_option("--screen", f.screen,
+                   "Checkpoints with many owners: score every owner on a key-independent sample first and run the "
+                   "full pass only for candidates (auto: from 32 owners; on; off: every owner takes the full pass)")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
+    cmd.add_option("--screen-z", f.screen_z,
+                   "Size the screen's sample so that an intact mark at the strength reaches this z on it "
+                   "((Z / strength)^2 elements; larger finds weaker marks, costs more)")
+        ->check(CLI::Range(1.0, 1e4))
+        ->capture_default_str();
+    cmd.add_option("--screen-seed", f.screen_seed,
+                   "Seed of the screen's sampled blocks (default 0: fresh each run, so uploaders cannot aim at "
+                   "them; set to reproduce a screen)");
     cmd.add_option("--realign-z", f.realign_z,
                    "With --sketch: realign tensors (spread over the layers) until an intact mark would reach this "
                    "z; 0 realigns every tensor the sketch covers")
@@ -91,6 +111,19 @@ std::vector<std::string> split_names(const std::string& s) {
   }
   return out;
 }
+std::optional<double> parse_fwer(const std::string& s) {
+  if (s == "off" || s == "none") return std::nullopt;
+  double v = 0;
+  std::size_t used = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  DIDMARK_EXPECTS(used == s.size() && v > 0 && v < 1, invalid_argument, "--fwer '", s,
+                  "' is not a level in (0, 1) or 'off'");
+  return v;
+}
 }  // namespace
 
 InputOptions input_options(const MarkFlags& f) {
@@ -110,7 +143,13 @@ InputOptions input_options(const MarkFlags& f) {
   o.sketch.all = f.sketch_all;
   o.sketch.samples = f.sketch_samples;
   o.sketch.array_rows = f.sketch_rows;
-  if (f.verifying) o.sketches = load_sketches(f.sketches);
+  if (f.verifying) {
+    o.sketches = load_sketches(f.sketches);
+    o.fwer = parse_fwer(f.fwer);
+    o.screen.mode = parse_screen_mode(f.screen).value_or(ScreenMode::automatic);
+    o.screen.z_target = f.screen_z;
+    o.screen.seed = f.screen_seed;
+  }
   return o;
 }
 

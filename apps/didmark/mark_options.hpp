@@ -20,6 +20,11 @@ struct MarkFlags {
   double strength = 0;    ///< 0: the scheme's (or format's) default
   double max_change = 0;  ///< 0: max(0.01, 2 x strength)
   double p_threshold = 1e-9;
+  // verification with many owners
+  std::string fwer = "1e-9";  ///< family-wise level, or "off"
+  std::string screen = "auto";
+  double screen_z = kDefaultScreenZ;
+  uint64_t screen_seed = 0;
   std::string tensors;
   std::string format;
   // datasets
@@ -39,7 +44,8 @@ struct MarkFlags {
 };
 
 /// --scheme, --strength, --p-threshold, --tensors, --format and the dataset options.
-/// `verifying`: --scheme defaults to auto (both schemes tested) instead of spread-spectrum.
+/// `verifying`: --scheme defaults to auto (both schemes tested) instead of spread-spectrum, and
+/// the family-wise and screening options (--fwer, --screen, --screen-z, --screen-seed) exist.
 void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying = false);
 /// --sketch-all, --sketch-samples, --sketch-rows (embed and `didmark sketch`).
 void add_sketch_size_options(CLI::App& cmd, MarkFlags& f);

@@ -106,6 +106,20 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
   std::snprintf(line, sizeof line, "%s (%s): %zu owner%s checked\n", fv.path.string().c_str(), fv.format.name.c_str(),
                 fv.verdicts.size(), fv.verdicts.size() == 1 ? "" : "s");
   s << line;
+  if (fv.family > 1) {
+    std::snprintf(line, sizeof line, "family-wise p over %zu owners (Sidak); detection at %s\n", fv.family,
+                  fv.fwer ? fmt("p_family <= %.3g", *fv.fwer).c_str() : "each owner's own p (--fwer off)");
+    s << line;
+  }
+  if (fv.screen && fv.screen->screened) {
+    const ScreenSummary& sc = *fv.screen;
+    s << "screened on a sample:";
+    for (const auto& st : sc.stages)
+      s << " " << st.claims << " owners on " << short_count(st.elements) << " elements (" << st.passed
+        << " at z >= " << fmt("%.2f", st.threshold) << ");";
+    s << " " << sc.candidates << " confirmed by the full pass, " << fmt("%.2f", sc.screen_seconds) << " + "
+      << fmt("%.2f", sc.confirm_seconds) << " s\n";
+  }
   for (const auto& v : fv.verdicts) {
     char p[32];
     if (v.log10_p < -300)
@@ -115,10 +129,24 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
     const char* word = v.status == VerdictStatus::detected        ? "DETECTED"
                        : v.status == VerdictStatus::not_detected ? "not detected"
                                                                  : "NO DATA";
-    std::snprintf(line, sizeof line, "%-13s %s  z = %7.2f  p <= %-9s bit errors %d/%d  %s elements in %d tensor%s\n",
-                  word, v.did.c_str(), v.z, p, v.bit_errors, v.bits, short_count(v.elements).c_str(), v.tensors,
-                  v.tensors == 1 ? "" : "s");
+    // A screened verdict decoded nothing (the screen sums the known-payload test only).
+    char errors[32];
+    if (v.screened)
+      std::snprintf(errors, sizeof errors, "-/%d", v.bits);
+    else
+      std::snprintf(errors, sizeof errors, "%d/%d", v.bit_errors, v.bits);
+    std::snprintf(line, sizeof line, "%-13s %s  z = %7.2f  p <= %-9s bit errors %s  %s elements in %d tensor%s%s\n",
+                  word, v.did.c_str(), v.z, p, errors, short_count(v.elements).c_str(), v.tensors,
+                  v.tensors == 1 ? "" : "s", v.screened ? " (sample)" : "");
     s << line;
+    if (fv.family > 1 && v.status != VerdictStatus::no_eligible_data && !v.screened) {
+      if (v.log10_p_family < -300)
+        std::snprintf(p, sizeof p, "1e%.0f", v.log10_p_family);
+      else
+        std::snprintf(p, sizeof p, "%.3g", v.p_family);
+      std::snprintf(line, sizeof line, "              family-wise p <= %s\n", p);
+      s << line;
+    }
     if (v.alignment && !v.sketch.empty()) {
       const AlignmentReport& a = *v.alignment;
       std::snprintf(line, sizeof line, "              with sketch %s: %s, %d tensors, %lld rows moved, %lld dropped\n",

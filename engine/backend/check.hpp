@@ -29,6 +29,21 @@ inline void carriers(std::span<const detail::CarrierSpec> cs, std::size_t out_si
   for (const auto& c : cs) DIDMARK_EXPECTS(c.num_bits >= 1, invalid_argument, "correlate: carrier with 0 payload bits");
 }
 
+inline void screen_args(const ScreenSample& sample, std::span<const detail::CarrierSpec> cs,
+                        std::span<const uint64_t> payload_bits) {
+  DIDMARK_EXPECTS(sample.stride >= 1 && sample.phase >= 0, invalid_argument, "screen: sample stride ", sample.stride,
+                  " and phase ", sample.phase, " (stride must be >= 1, phase >= 0)");
+  if (cs.empty()) return;
+  const uint32_t L = cs[0].num_bits;
+  DIDMARK_EXPECTS(L >= 1, invalid_argument, "screen: carrier with 0 payload bits");
+  for (const auto& c : cs)
+    DIDMARK_EXPECTS(c.num_bits == L, invalid_argument, "screen: carriers of ", c.num_bits, " and ", L,
+                    " payload bits in one call (all keys must carry payloads of one length)");
+  const std::size_t words = (L + 63) / 64;
+  DIDMARK_EXPECTS(payload_bits.size() == cs.size() * words, invalid_argument, "screen: ", payload_bits.size(),
+                  " payload words for ", cs.size(), " keys of ", L, " bits (", cs.size() * words, " expected)");
+}
+
 inline void same_layout(const TensorView& a, const TensorView& b, const char* what) {
   DIDMARK_EXPECTS(a.dtype == b.dtype, invalid_argument, what, ": dtypes differ (", a.describe(), " vs ",
                   b.describe(), ")");

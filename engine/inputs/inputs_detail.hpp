@@ -27,6 +27,9 @@ Verdict verdict_of(const Owner& o, const VerifyReport& r);
 Verdict verdict_of(const Owner& o, const TableVerifyReport& r);
 Verdict verdict_of(const Owner& o, const ArrayVerifyReport& r);
 
+/// p_family of every verdict over the owners of the call, and detection by InputOptions::fwer.
+void apply_family(FileVerdicts& fv, const InputOptions& o);
+
 /// Replace the verdicts of owners that have a sketch with realigned ones (InputOptions::sketches).
 void realign_verdicts(const SuspectData& suspect, std::span<const Owner> owners, const InputOptions& o,
                       Backend& backend, FileVerdicts& fv);

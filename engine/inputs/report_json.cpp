@@ -138,6 +138,9 @@ nlohmann::json verdict_json_of(const Verdict& v) {
                    {"z", v.z},
                    {"p_value", v.p_value},
                    {"log10_p", v.log10_p},
+                   {"p_family", v.p_family},
+                   {"log10_p_family", v.log10_p_family},
+                   {"screened", v.screened},
                    {"bit_errors", v.bit_errors},
                    {"bits", v.bits},
                    {"elements", v.elements},
@@ -171,6 +174,29 @@ nlohmann::json verdict_json_of(const Verdict& v) {
   return j;
 }
 
+nlohmann::json screen_json(const ScreenSummary& s) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& st : s.stages)
+    stages.push_back({{"stride", st.stride},
+                      {"elements", st.elements},
+                      {"owners", st.claims},
+                      {"threshold_z", st.threshold},
+                      {"passed", st.passed},
+                      {"seconds", st.seconds}});
+  nlohmann::json j{{"screened", s.screened},
+                   {"owners", s.claims},
+                   {"candidates", s.candidates},
+                   {"model_elements", s.model_elements},
+                   {"stages", stages},
+                   {"screen_seconds", s.screen_seconds},
+                   {"confirm_seconds", s.confirm_seconds}};
+  if (s.screened)
+    j["assumed_strength"] = s.strength;
+  else
+    j["reason"] = s.reason;
+  return j;
+}
+
 nlohmann::json file_json(const FileVerdicts& fv) {
   nlohmann::json detected = nlohmann::json::array(), all = nlohmann::json::array();
   for (const auto& v : fv.verdicts) {
@@ -181,7 +207,11 @@ nlohmann::json file_json(const FileVerdicts& fv) {
           {"format", fv.format.name},
           {"detected", detected},
           {"verdicts", all},
-          {"warnings", strings(fv.warnings)}};
+          {"warnings", strings(fv.warnings)},
+          {"family", fv.family},
+          {"fwer", fv.fwer ? nlohmann::json(*fv.fwer) : nlohmann::json(nullptr)},
+          {"family_correction", "sidak"},
+          {"screen", fv.screen ? screen_json(*fv.screen) : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json embed_json_of(const InputEmbedReport& r, const Owner& owner) {

@@ -1,5 +1,7 @@
 // verify_input: one verification entry point for every kind of input and every edge.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "common/printable.hpp"
 #include "didmark/error.hpp"
@@ -44,7 +46,14 @@ void add_verdicts(std::span<const Owner> owners, const std::vector<Report>& repo
 void verify_checkpoint_reader(const CheckpointReader& reader, std::span<const Owner> owners, const InputOptions& o,
                               Backend& backend, FileVerdicts& out) {
   out.bytes = reader.bytes();
-  add_verdicts(owners, verify_checkpoint(reader, claims_of(owners), o.watermark, backend), out);
+  // What verify_checkpoint does, with the screen in front: the eligibility the format implies
+  // (engine/io/checkpoint.cpp: a lone .npy weight may be rank 1) and a sequential read hint.
+  WatermarkOptions wo = o.watermark;
+  if (reader.format() == CheckpointFormat::npy) wo.policy.min_rank = std::min(wo.policy.min_rank, 1);
+  reader.advise_sequential();
+  ScreenSummary how;
+  add_verdicts(owners, verify_screened(reader.tensors(), claims_of(owners), wo, o.screen, backend, &how), out);
+  out.screen = std::move(how);
   inputs_detail::realign_verdicts({&reader, nullptr, {}}, owners, o, backend, out);
 }
 
@@ -89,6 +98,7 @@ namespace inputs_detail {
 
 Verdict verdict_of(const Owner& o, const VerifyReport& r) {
   Verdict v = verdict_base(o, r, r.tensors > 0);
+  v.screened = r.screened;
   v.elements = r.elements;
   v.tensors = r.tensors;
   v.scheme = r.scheme;
@@ -110,6 +120,21 @@ Verdict verdict_of(const Owner& o, const ArrayVerifyReport& r) {
   v.tensors = 1;
   v.array = r;
   return v;
+}
+
+void apply_family(FileVerdicts& fv, const InputOptions& o) {
+  DIDMARK_EXPECTS(!o.fwer || (*o.fwer > 0 && *o.fwer < 1), invalid_argument,
+                  "family-wise error level (fwer) must be in (0, 1), got ", o.fwer.value_or(0));
+  fv.family = fv.verdicts.size();
+  fv.fwer = o.fwer;
+  const double limit = o.fwer ? std::log10(*o.fwer) : 0.0;
+  for (Verdict& v : fv.verdicts) {
+    v.log10_p_family = family_log10_p(v.log10_p, fv.family);
+    v.p_family = std::pow(10.0, v.log10_p_family);
+    if (v.status != VerdictStatus::detected || !o.fwer || v.log10_p_family <= limit) continue;
+    v.detected = false;  // the owner's own test passed, the family's did not
+    v.status = VerdictStatus::not_detected;
+  }
 }
 
 }  // namespace inputs_detail
@@ -136,6 +161,7 @@ FileVerdicts verify_input(const fs::path& path, std::span<const Owner> owners, c
     case InputKind::table: verify_table_file(path, owners, options, backend, out); break;
     case InputKind::array: verify_array_file(path, owners, options, backend, out); break;
   }
+  inputs_detail::apply_family(out, options);
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;
 }
@@ -151,6 +177,7 @@ FileVerdicts verify_safetensors_bytes(std::string bytes, std::string_view name, 
     if (f.name == "safetensors") out.format = f;
   verify_checkpoint_reader(CheckpointReader::from_safetensors_bytes(std::move(bytes), name), owners, options, backend,
                            out);
+  inputs_detail::apply_family(out, options);
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;
 }

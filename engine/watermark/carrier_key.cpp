@@ -125,6 +125,10 @@ detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view nam
   return derive(key, detail::fnv1a64(name), 0u, num_bits);
 }
 
+detail::CarrierSpec derive_carrier_hashed(const WatermarkKey& key, uint64_t name_hash, uint32_t num_bits) {
+  return derive(key, name_hash, 0u, num_bits);
+}
+
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, uint64_t stream_id, uint32_t num_bits) {
   return derive(key, stream_id, 1u, num_bits);
 }

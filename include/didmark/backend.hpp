@@ -48,6 +48,24 @@ struct CorrelateStats {
   int64_t nonfinite = 0;  ///< count of NaN / Inf elements (they are left out of the sums)
 };
 
+/// A key-independent sample for Backend::screen: the tensor is cut into groups of
+/// detail::kScreenGroup elements (8 carrier blocks) and group i is taken when
+/// (i + phase) % stride == 0 (detail/screen_math.hpp).
+struct ScreenSample {
+  int64_t stride = 1;  ///< >= 1; 1 takes every group (the whole tensor)
+  int64_t phase = 0;   ///< >= 0
+};
+
+/// Result of Backend::screen.
+struct ScreenSums {
+  /// Per key k: sum over the sampled blocks g of s_k(b_k(g)) * sum_e c_{k,e} x_e, where s_k is
+  /// the key's payload sign (-1 for a 1 bit) and x the sampled values (screen_value).
+  std::vector<double> t;
+  double sum_sq = 0.0;    ///< sum of x^2 over the sampled finite elements
+  int64_t elements = 0;   ///< sampled finite elements
+  int64_t nonfinite = 0;  ///< sampled NaN / Inf elements (left out)
+};
+
 /// Result of Backend::carrier_add.
 struct AddStats {
   double sum_sq_src = 0.0;   ///< sum of src_j^2 (finite elements)
@@ -103,6 +121,15 @@ class Backend {
   /// are copied unchanged and counted. delta.size() must equal carrier.num_bits.
   virtual AddStats carrier_add(const TensorView& src, const TensorView& dst, const detail::CarrierSpec& carrier,
                                std::span<const float> delta) = 0;
+
+  /// Registry screening, one pass over a sample of `w` for many keys at once: the
+  /// known-payload correlation of every key (detail/screen_math.hpp). Every carrier must have
+  /// the same num_bits L; key k's payload bits are packed in payload_bits[k * W .. (k+1) * W),
+  /// W = ceil(L / 64), bit b at word b / 64, position b % 64. out.t is resized to the number of
+  /// keys. The work per sampled block is one table build plus, per key, one Philox call and
+  /// 16 lookups, so thousands of keys cost about what a few do on the ordinary correlate.
+  virtual void screen(const TensorView& w, const ScreenSample& sample, std::span<const detail::CarrierSpec> carriers,
+                      std::span<const uint64_t> payload_bits, ScreenSums& out) = 0;
 
   /// A deterministic sample of `count` elements as f64, element floor(i * numel / count)
   /// for i < count (all elements when count >= numel). Same values on every backend.

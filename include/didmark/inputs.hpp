@@ -30,6 +30,7 @@
 #include "didmark/checkpoint.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/identity.hpp"
+#include "didmark/registry_scan.hpp"
 #include "didmark/watermark.hpp"
 
 namespace didmark {
@@ -100,6 +101,10 @@ struct LoadedSketch {
 /// Read sketch files (validated; errors name the file).
 std::vector<LoadedSketch> load_sketches(std::span<const std::string> paths);
 
+/// The family-wise error level of verification by default: at most one false accusation in
+/// 10^9 calls, however many owners each call tests.
+inline constexpr double kDefaultFwer = 1e-9;
+
 /// How inputs of every kind are marked and verified. One struct for all kinds, so an edge
 /// fills it from its flags once; each kind reads the part that applies to it.
 struct InputOptions {
@@ -131,6 +136,16 @@ struct InputOptions {
   /// says how big (its `watermark` is taken from above).
   std::filesystem::path sketch_output;
   SketchOptions sketch;
+
+  /// Verification, family-wise error: a verdict is detected only when its p_family (Šidák
+  /// over the owners tested in the call, Verdict::p_family) is at most this, on top of
+  /// p_value <= watermark.p_threshold. With one owner p_family = p_value, so nothing changes;
+  /// with K owners a mark needs about K times the evidence. nullopt: per-test decisions only
+  /// (p_value <= p_threshold, the behaviour before family-wise control).
+  std::optional<double> fwer = kDefaultFwer;
+  /// Verification of checkpoints: screen many owners on a sample before the full pass
+  /// (registry_scan.hpp). Default: automatic from 32 owners on.
+  ScreenOptions screen;
 };
 
 /// Where the row identities of array `path` come from under `o`: the --ids file, the
@@ -141,7 +156,7 @@ std::optional<std::filesystem::path> array_ids_path(const std::filesystem::path&
 // ---- Verification ----------------------------------------------------------------------------
 
 enum class VerdictStatus : uint8_t {
-  detected,          ///< p-value at or below the threshold
+  detected,          ///< p-value at or below the threshold (and p_family at or below the fwer)
   not_detected,      ///< data was tested and the mark is not there
   no_eligible_data,  ///< nothing could be tested (no eligible tensor, no marked cell, no row)
 };
@@ -153,10 +168,21 @@ std::string_view verdict_status_name(VerdictStatus s) noexcept;
 struct Verdict {
   std::string did;
   VerdictStatus status = VerdictStatus::not_detected;
-  bool detected = false;  ///< status == detected
+  /// status == detected: p_value <= p_threshold and, unless InputOptions::fwer is off,
+  /// p_family <= fwer.
+  bool detected = false;
   double z = 0;
+  /// This owner's own test: a bound on the chance of a score this high without the mark.
   double p_value = 1;
   double log10_p = 0;
+  /// p_value corrected for the K owners tested in this call (FileVerdicts::family), Šidák:
+  /// 1 - (1 - p_value)^K. A bound on the chance that any of the K owners scores this high
+  /// without a mark (registry_scan.hpp).
+  double p_family = 1;
+  double log10_p_family = 0;
+  /// Checkpoints: the screen did not keep this owner; z and p_value are those of the screen's
+  /// sample (`elements` sampled elements), and the full pass did not run for it.
+  bool screened = false;
   int bit_errors = 0;
   int bits = 0;
   /// Checkpoints: elements tested; tables: marked rows; arrays: rows x dim.
@@ -185,9 +211,16 @@ struct FileVerdicts {
   std::vector<std::string> warnings;
   uint64_t bytes = 0;  ///< bytes of the files read
   double seconds = 0;
+  /// Owners tested in this call: the K of every verdict's p_family.
+  std::size_t family = 0;
+  /// The family-wise level detection used (InputOptions::fwer; nullopt: per-test decisions).
+  std::optional<double> fwer;
+  /// Checkpoints: what the screen did (whether it ran, its stages, the candidates).
+  std::optional<ScreenSummary> screen;
 };
 
-/// Verify every owner's mark in `path`, reading it once for all of them.
+/// Verify every owner's mark in `path`, reading it once for all of them (checkpoints with many
+/// owners: screened first, InputOptions::screen).
 FileVerdicts verify_input(const std::filesystem::path& path, std::span<const Owner> owners, const InputOptions& options,
                           Backend& backend = default_backend());
 
@@ -263,13 +296,14 @@ std::size_t scan_inputs(std::span<const std::string> paths, std::span<const Owne
 
 // ---- One vocabulary for machines ---------------------------------------------------------------
 
-/// Compact JSON text of a verdict: did, status, detected, z, p_value, log10_p, bit_errors,
-/// bits, elements, tensors, seconds, then the fields of its kind (checkpoints: scheme;
+/// Compact JSON text of a verdict: did, status, detected, z, p_value, log10_p, p_family,
+/// log10_p_family, screened, bit_errors, bits, elements, tensors, seconds, then the fields of its kind (checkpoints: scheme;
 /// tables: format, rows, marked_rows, matches, duplicate_rows, bits_covered; arrays: format,
 /// rows, dim, rows_skipped, duplicate_rows). The CLI's --json, Python and the server's logs
 /// all say it this way; docs/json/ has the schemas.
 std::string verdict_json(const Verdict& v);
-/// {"path", "format", "detected": [DIDs], "verdicts": [...], "warnings": [...]}.
+/// {"path", "format", "detected": [DIDs], "verdicts": [...], "warnings": [...], "family": K,
+/// "fwer": level or null, "screen": {...} (checkpoints; null otherwise)}.
 std::string file_verdicts_json(const FileVerdicts& fv);
 /// The report of embed_input for `owner`, with the fields of the input's kind and "warnings".
 std::string embed_report_json(const InputEmbedReport& r, const Owner& owner);

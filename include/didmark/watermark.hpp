@@ -171,6 +171,10 @@ struct VerifyReport {
   std::vector<TensorReport> per_tensor;
   /// The scheme tested (with Scheme::automatic asked: the one that matched better).
   Scheme scheme = Scheme::spread_spectrum;
+  /// Set by verify_screened (registry_scan.hpp) for a claim the screen did not keep: z and
+  /// p_value are those of the spread-spectrum test on the screen's sample (`elements` sampled
+  /// elements), nothing was decoded, and the claim is not detected.
+  bool screened = false;
   double seconds = 0;
 };
 
@@ -203,6 +207,9 @@ VerifyReport decode(std::span<const NamedTensor> tensors, const WatermarkKey& ke
 
 /// The carrier of tensor `name` under `key` (carrier v1, see detail/carrier.hpp).
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view name, uint32_t num_bits);
+/// derive_carrier(key, name, num_bits) from the name's FNV-1a 64 hash (detail::fnv1a64), for
+/// callers that derive one tensor's carrier for many keys.
+detail::CarrierSpec derive_carrier_hashed(const WatermarkKey& key, uint64_t name_hash, uint32_t num_bits);
 /// The carrier of a numbered stream (e.g. a dataset row id) under `key`, in a domain
 /// separate from tensor names.
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, uint64_t stream_id, uint32_t num_bits);

@@ -106,6 +106,33 @@ TEST(BackendOps, WatermarkPrimitives) {
   }
 }
 
+// Backend::screen (registry screening): exact integer block sums, so every backend and thread
+// count must give the same numbers, host views crossing chunks included.
+TEST(BackendOps, Screen) {
+  std::vector<detail::CarrierSpec> carriers;
+  std::vector<uint64_t> payload;
+  for (uint32_t k = 0; k < 45; ++k) {
+    carriers.push_back(derive_carrier(test::random_key(40 + k), "t", 70));
+    payload.push_back(0x9E3779B97F4A7C15ull * (k + 1));
+    payload.push_back(k);
+  }
+  for (const auto& [name, be] : others()) {
+    for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+      Buffer w = test::gaussian("w", t, {300'007}, 6, 0.7);
+      test::set(w.view, 1000, std::nan(""));
+      for (const ScreenSample s : {ScreenSample{1, 0}, ScreenSample{7, 3}}) {
+        ScreenSums a, b;
+        reference()->screen(w.view, s, carriers, payload, a);
+        be->screen(w.view, s, carriers, payload, b);
+        EXPECT_EQ(a.t, b.t) << name << " " << dtype_name(t) << " stride " << s.stride;
+        EXPECT_EQ(a.sum_sq, b.sum_sq) << name;
+        EXPECT_EQ(a.elements, b.elements) << name;
+        EXPECT_EQ(a.nonfinite, b.nonfinite) << name;
+      }
+    }
+  }
+}
+
 TEST(BackendOps, DatasetTable) {
   const dataset::TableSpec spec{{0x1234u, 0x5678u}, {3u, 4u}, 7, 3, 300, 4};
   const std::vector<uint64_t> keys{9, 1, 77, 1ull << 62};

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,43 @@ DIDMARK_FLATTEN void add_bf16(const void* s, void* d, int64_t n, int64_t g0, int
   add_task<cpu::bf16_t>(s, d, n, g0, g1, c, delta, o);
 }
 
+// Screening: keys per task (a tile's accumulators and key words stay in L2; a multiple of 32)
+// and the most chunks
+// a tensor's sample is cut into. Chunks follow the sample's size only, and partial sums are
+// added in chunk order, so the thread count changes nothing.
+constexpr int64_t kScreenKeyTile = 2048;
+constexpr int64_t kScreenMaxChunks = 16;
+
+struct ScreenChunk {
+  double ssq = 0;
+  int64_t elements = 0, nonfinite = 0;
+};
+
+template <class T>
+void screen_task(const void* data, int64_t numel, int64_t first, int64_t stride, int64_t i0, int64_t i1,
+                 const cpu::ScreenKeys& keys, double* acc, bool stats, ScreenChunk& out) {
+  cpu::screen_range(static_cast<const T*>(data), numel, first, stride, i0, i1, keys, acc, stats, out.ssq,
+                    out.elements, out.nonfinite);
+}
+using ScreenFn = void (*)(const void*, int64_t, int64_t, int64_t, int64_t, int64_t, const cpu::ScreenKeys&, double*,
+                          bool, ScreenChunk&);
+DIDMARK_FLATTEN void screen_f32(const void* d, int64_t n, int64_t f, int64_t s, int64_t i0, int64_t i1,
+                               const cpu::ScreenKeys& k, double* a, bool st, ScreenChunk& o) {
+  screen_task<float>(d, n, f, s, i0, i1, k, a, st, o);
+}
+DIDMARK_FLATTEN void screen_f64(const void* d, int64_t n, int64_t f, int64_t s, int64_t i0, int64_t i1,
+                               const cpu::ScreenKeys& k, double* a, bool st, ScreenChunk& o) {
+  screen_task<double>(d, n, f, s, i0, i1, k, a, st, o);
+}
+DIDMARK_FLATTEN void screen_f16(const void* d, int64_t n, int64_t f, int64_t s, int64_t i0, int64_t i1,
+                               const cpu::ScreenKeys& k, double* a, bool st, ScreenChunk& o) {
+  screen_task<cpu::f16_t>(d, n, f, s, i0, i1, k, a, st, o);
+}
+DIDMARK_FLATTEN void screen_bf16(const void* d, int64_t n, int64_t f, int64_t s, int64_t i0, int64_t i1,
+                                const cpu::ScreenKeys& k, double* a, bool st, ScreenChunk& o) {
+  screen_task<cpu::bf16_t>(d, n, f, s, i0, i1, k, a, st, o);
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& o)
@@ -155,6 +193,71 @@ class CpuBackend final : public Backend {
     return s;
   }
 
+  void screen(const TensorView& w, const ScreenSample& sample, std::span<const CarrierSpec> carriers,
+              std::span<const uint64_t> payload_bits, ScreenSums& out) override {
+    backend_check::host_float_view(w, "screen");
+    backend_check::screen_args(sample, carriers, payload_bits);
+    const auto K = static_cast<int64_t>(carriers.size());
+    out.t.assign(static_cast<std::size_t>(K), 0.0);
+    out.sum_sq = 0;
+    out.elements = 0;
+    out.nonfinite = 0;
+    const int64_t numel = w.numel();
+    const int64_t groups = (numel + detail::kScreenGroup - 1) / detail::kScreenGroup;
+    const int64_t count = detail::screen_group_count(groups, sample.stride, sample.phase);
+    if (count == 0) return;
+    const int64_t first = detail::screen_first_group(sample.stride, sample.phase);
+
+    // Keys padded to whole groups of 32 (the padding repeats the last key and is never read back).
+    const int64_t padded = std::max<int64_t>(32, (K + 31) / 32 * 32);
+    const uint32_t L = K > 0 ? carriers[0].num_bits : 1;
+    const auto words = static_cast<uint32_t>(2 * ((L + 63) / 64));
+    std::vector<cpu::Keys8> keys8(static_cast<std::size_t>(padded / 8));
+    std::vector<uint32_t> offsets(static_cast<std::size_t>(padded)), base(static_cast<std::size_t>(padded));
+    std::vector<uint32_t> pay(static_cast<std::size_t>(padded) * words);
+    for (int64_t k = 0; k < padded && K > 0; ++k) {
+      const auto src = static_cast<std::size_t>(std::min(k, K - 1));
+      const CarrierSpec& c = carriers[src];
+      cpu::Keys8& k8 = keys8[static_cast<std::size_t>(k / 8)];
+      k8.kx[k % 8] = c.key.x;
+      k8.ky[k % 8] = c.key.y;
+      k8.sx[k % 8] = c.stream.x;
+      k8.sy[k % 8] = c.stream.y;
+      offsets[static_cast<std::size_t>(k)] = c.bit_offset;
+      base[static_cast<std::size_t>(k)] = static_cast<uint32_t>(k) * words;
+      for (uint32_t i = 0; i < words; ++i) {
+        const uint64_t v = payload_bits[src * (words / 2) + i / 2];
+        pay[static_cast<std::size_t>(k) * words + i] = static_cast<uint32_t>(i % 2 ? v >> 32 : v);
+      }
+    }
+
+    const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
+    // Key tiles: a few tasks per thread in all (each tile quantizes the blocks and builds their
+    // tables again, so not many more), at most kScreenKeyTile keys each. A key's sums do not
+    // depend on its tile, so this may follow the thread count.
+    const int64_t want = std::clamp<int64_t>((K + 255) / 256, 1, (2 * pool_.size() + chunks - 1) / chunks);
+    const int64_t tile = std::min(kScreenKeyTile, std::max<int64_t>(32, (K + 32 * want - 1) / (32 * want) * 32));
+    const int64_t tiles = std::max<int64_t>(1, (K + tile - 1) / tile);
+    std::vector<double> partial(static_cast<std::size_t>(chunks * K), 0.0);
+    std::vector<ScreenChunk> stats(static_cast<std::size_t>(chunks));
+    const ScreenFn fn = pick_screen(w.dtype);
+    pool_.parallel_for(chunks * tiles, [&](int, int64_t task) {
+      const int64_t chunk = task / tiles, tile_index = task % tiles;
+      const int64_t i0 = count * chunk / chunks, i1 = count * (chunk + 1) / chunks;
+      const cpu::ScreenKeys keys{keys8.data(), offsets.data(), pay.data(), base.data(), words, L,
+                                 tile_index * tile, std::min(K, (tile_index + 1) * tile)};
+      fn(w.data, numel, first, sample.stride, i0, i1, keys, partial.data() + chunk * K + keys.k0, tile_index == 0,
+         stats[static_cast<std::size_t>(chunk)]);
+    });
+    for (int64_t c = 0; c < chunks; ++c) {
+      for (int64_t k = 0; k < K; ++k) out.t[static_cast<std::size_t>(k)] += partial[static_cast<std::size_t>(c * K + k)];
+      const ScreenChunk& s = stats[static_cast<std::size_t>(c)];
+      out.sum_sq += s.ssq;
+      out.elements += s.elements;
+      out.nonfinite += s.nonfinite;
+    }
+  }
+
   std::vector<double> sample(const TensorView& w, int64_t count) override {
     backend_check::host_float_view(w, "sample");
     return backend_detail::sample_host(w, count);
@@ -203,6 +306,15 @@ class CpuBackend final : public Backend {
       case DType::f16: return &correlate_f16;
       case DType::bf16: return &correlate_bf16;
       default: DIDMARK_THROW(Errc::unsupported, "correlate: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
+    }
+  }
+  static ScreenFn pick_screen(DType t) {
+    switch (t) {
+      case DType::f32: return &screen_f32;
+      case DType::f64: return &screen_f64;
+      case DType::f16: return &screen_f16;
+      case DType::bf16: return &screen_bf16;
+      default: DIDMARK_THROW(Errc::unsupported, "screen: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
     }
   }
   static AddFn pick_add(DType t) {

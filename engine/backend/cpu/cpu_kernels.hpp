@@ -15,10 +15,12 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "didmark/detail/carrier.hpp"
 #include "didmark/detail/embed_math.hpp"
 #include "didmark/detail/half.hpp"
+#include "didmark/detail/screen_math.hpp"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -481,6 +483,207 @@ void add_range(const T* src, T* dst, int64_t numel, int64_t g0, int64_t g1, cons
     ssq_src += static_cast<double>(hsum(gq));
     ssq_diff += static_cast<double>(hsum(gdq));
   }
+}
+
+// ---- registry screen (detail/screen_math.hpp) -----------------------------------------------
+//
+// Per sampled block: its 128 values quantized to 5-bit integers under the block's power-of-two
+// scale, and 32 nibble tables of signed sums (16 int8 entries each). Then, for 32 keys at a
+// time: four 8-lane Philox evaluations (lanes = keys, one counter), every key's 128 signs
+// flipped where its payload bit is 1, a byte transpose so that one 32-byte vector holds the
+// same byte of all 32 keys, and per nibble one vpshufb: 32 table lookups in one instruction.
+// The integer sums are exact, so this path and the scalar one give the same numbers.
+
+/// Philox key and stream words of 8 keys, lane i = key i (padding lanes repeat a real key).
+struct Keys8 {
+  v8u kx, ky, sx, sy;
+};
+
+/// Lane i computes detail::carrier_signs(key i, block): the same arithmetic as carrier_signs8
+/// with the key varying across lanes instead of the counter.
+inline Signs8 carrier_signs8_keys(const Keys8& k, uint64_t block) {
+  v8u x = splat(static_cast<uint32_t>(block));
+  v8u y = splat((static_cast<uint32_t>(block >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28));
+  v8u z = k.sx, w = k.sy;
+  v8u k0 = k.kx, k1 = k.ky;
+  for (int r = 0; r < 10; ++r) {
+    v8u hi0, lo0, hi1, lo1;
+    mulhilo8(0xD2511F53u, x, hi0, lo0);
+    mulhilo8(0xCD9E8D57u, z, hi1, lo1);
+    const v8u nx = hi1 ^ y ^ k0;
+    const v8u nz = hi0 ^ w ^ k1;
+    x = nx;
+    y = lo1;
+    z = nz;
+    w = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return Signs8{{x, y, z, w}};
+}
+
+/// Keys [k0, k1) of one screen call, padded to whole groups of 32 (k0 a multiple of 32).
+struct ScreenKeys {
+  const Keys8* keys8;       // one per 8 keys, padded
+  const uint32_t* offsets;  // bit offset per (padded) key
+  const uint32_t* payload;  // `words` 32-bit words per (padded) key, bit b at word b / 32
+  const uint32_t* base;     // k * words per (padded) key
+  uint32_t words;
+  uint32_t num_bits;
+  int64_t k0, k1;
+};
+
+/// Slot s of a group of 32 keys (the order the vector path leaves its sums in) -> key offset.
+inline int screen_slot_key(int s) {
+  const int P = s < 16 ? 2 * s : 2 * (s - 16) + 1;  // byte position in the transposed vectors
+  const int h = P / 16, b = (P % 16) / 4, i = P % 4;
+  return 8 * b + 4 * h + i;
+}
+
+#if defined(__AVX2__)
+/// 32 keys at one block: each key's exact block sum (payload sign applied) times `scale`, added
+/// into acc[slot] (slot order, screen_slot_key). tab: per nibble p, 32 bytes (16 entries twice).
+inline void screen_keys32(const ScreenKeys& ks, int64_t kb, uint64_t block, uint32_t gm, const int8_t* tab,
+                          double scale, double* acc) {
+  __m256i W[4][4];
+  const __m256i Lm1 = _mm256_set1_epi32(static_cast<int>(ks.num_bits - 1));
+  const __m256i Lv = _mm256_set1_epi32(static_cast<int>(ks.num_bits));
+  const __m256i one = _mm256_set1_epi32(1), low5 = _mm256_set1_epi32(31);
+  for (int b = 0; b < 4; ++b) {
+    const int64_t k = kb + 8 * b;
+    const Signs8 s = carrier_signs8_keys(ks.keys8[k / 8], block);
+    __m256i bit = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(gm)),
+                                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ks.offsets + k)));
+    bit = _mm256_sub_epi32(bit, _mm256_and_si256(_mm256_cmpgt_epi32(bit, Lm1), Lv));
+    const __m256i widx = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ks.base + k)),
+                                          _mm256_srli_epi32(bit, 5));
+    const __m256i pw = _mm256_i32gather_epi32(reinterpret_cast<const int*>(ks.payload), widx, 4);
+    const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                         _mm256_and_si256(_mm256_srlv_epi32(pw, _mm256_and_si256(bit, low5)), one));
+    for (int j = 0; j < 4; ++j) {
+      __m256i w;
+      std::memcpy(&w, &s.w[j], sizeof w);
+      W[b][j] = _mm256_xor_si256(w, neg);  // a 1 payload bit flips every sign of the block
+    }
+  }
+  // In each 128-bit half, gather byte c of the 4 keys together; then a 4x4 transpose of dwords
+  // across the 4 batches: o[c] byte P = 16h + 4b + i holds byte c of key 8b + 4h + i.
+  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5,
+                                           9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  __m256i acc_e = _mm256_setzero_si256(), acc_o = _mm256_setzero_si256();
+  for (int j = 0; j < 4; ++j) {
+    const __m256i a0 = _mm256_shuffle_epi8(W[0][j], by_byte), a1 = _mm256_shuffle_epi8(W[1][j], by_byte);
+    const __m256i a2 = _mm256_shuffle_epi8(W[2][j], by_byte), a3 = _mm256_shuffle_epi8(W[3][j], by_byte);
+    const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
+    const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+    const __m256i o[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
+                          _mm256_unpackhi_epi64(t1, t3)};
+    for (int c = 0; c < 4; ++c) {
+      const int B = 4 * j + c;  // byte of the 128 sign bits: nibbles 2B (low) and 2B + 1 (high)
+      __m256i tl, th;
+      std::memcpy(&tl, tab + 64 * B, sizeof tl);
+      std::memcpy(&th, tab + 64 * B + 32, sizeof th);
+      const __m256i lo = _mm256_and_si256(o[c], nib);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(o[c], 4), nib);
+      // |entry| <= 60, so two of them fit a byte; then into 16-bit sums (<= 1920).
+      const __m256i r = _mm256_add_epi8(_mm256_shuffle_epi8(tl, lo), _mm256_shuffle_epi8(th, hi));
+      acc_e = _mm256_add_epi16(acc_e, _mm256_srai_epi16(_mm256_slli_epi16(r, 8), 8));
+      acc_o = _mm256_add_epi16(acc_o, _mm256_srai_epi16(r, 8));
+    }
+  }
+  const __m256d sc = _mm256_set1_pd(scale);
+  const __m128i parts[4] = {_mm256_castsi256_si128(acc_e), _mm256_extracti128_si256(acc_e, 1),
+                            _mm256_castsi256_si128(acc_o), _mm256_extracti128_si256(acc_o, 1)};
+  for (int q = 0; q < 4; ++q) {
+    const __m256i v = _mm256_cvtepi16_epi32(parts[q]);
+    double* a = acc + 8 * q;
+    _mm256_storeu_pd(a, _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), sc, _mm256_loadu_pd(a)));
+    _mm256_storeu_pd(a + 4,
+                     _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1)), sc, _mm256_loadu_pd(a + 4)));
+  }
+}
+#endif
+
+/// Screen sampled groups [i0, i1) of a tensor (group first + i * stride): acc[k - k0] receives
+/// each key's sum; with `stats`, the sum of squares of the quantized values and the counts.
+template <class T>
+void screen_range(const T* data, int64_t numel, int64_t first, int64_t stride, int64_t i0, int64_t i1,
+                  const ScreenKeys& keys, double* acc, bool stats, double& ssq, int64_t& elements,
+                  int64_t& nonfinite) {
+  alignas(64) float x[detail::kCarrierBlock];
+  alignas(64) int8_t q[detail::kCarrierBlock];
+  alignas(64) int8_t tab[detail::kScreenNibbles * 32];
+  const uint32_t L = keys.num_bits;
+  const int64_t padded = (keys.k1 - keys.k0 + 31) / 32 * 32;
+  std::vector<double> slots(static_cast<std::size_t>(padded), 0.0);  // slot order per group of 32
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t group = first + i * stride;
+    for (int j = 0; j < detail::kScreenGroupBlocks; ++j) {
+      const int64_t block = group * detail::kScreenGroupBlocks + j;
+      const int64_t e0 = block * detail::kCarrierBlock;
+      if (e0 >= numel) break;
+      const int n = static_cast<int>(std::min<int64_t>(detail::kCarrierBlock, numel - e0));
+      int64_t finite = 0;
+      float m = 0.0f;
+      for (int e = 0; e < detail::kCarrierBlock; ++e) {
+        bool ok = false;
+        x[e] = e < n ? detail::screen_value(static_cast<double>(to_acc(data[e0 + e])), ok) : 0.0f;
+        finite += ok ? 1 : 0;
+        m = std::max(m, std::fabs(x[e]));
+      }
+      if (stats) {
+        elements += finite;
+        nonfinite += n - finite;
+      }
+      if (!(m >= detail::kScreenTiny)) continue;  // quantizes to zeros: adds nothing
+      const int ex = detail::screen_scale_exp(m);
+      const float inv = detail::screen_inv_scale(ex);
+      int sq = 0;
+      for (int e = 0; e < detail::kCarrierBlock; ++e) {
+        const int v = detail::screen_quantize(x[e], inv);
+        q[e] = static_cast<int8_t>(v);
+        sq += v * v;
+      }
+      if (stats) ssq += static_cast<double>(sq) * detail::screen_scale(2 * ex);
+      if (keys.k0 >= keys.k1) continue;
+      for (int p = 0; p < detail::kScreenNibbles; ++p)
+        for (uint32_t t = 0; t < 16; ++t) {
+          const auto v = static_cast<int8_t>(detail::screen_nibble_entry(q + 4 * p, t));
+          tab[p * 32 + t] = v;
+          tab[p * 32 + 16 + t] = v;
+        }
+      const double scale = detail::screen_scale(ex);
+      const auto gm = static_cast<uint32_t>(static_cast<uint64_t>(block) % L);
+#if defined(__AVX2__)
+      for (int64_t kb = keys.k0; kb < keys.k1; kb += 32)
+        screen_keys32(keys, kb, static_cast<uint64_t>(block), gm, tab, scale, slots.data() + (kb - keys.k0));
+#else
+      for (int64_t kb = keys.k0; kb < keys.k1; kb += 8) {
+        const Signs8 sg = carrier_signs8_keys(keys.keys8[kb / 8], static_cast<uint64_t>(block));
+        for (int l = 0; l < 8; ++l) {
+          const int64_t k = kb + l;
+          uint32_t bit = gm + keys.offsets[k];
+          bit -= bit >= L ? L : 0;
+          const uint32_t neg = (keys.payload[keys.base[k] + bit / 32] >> (bit % 32)) & 1u;
+          int sum = 0;
+          const u32x4 r = block_words(sg, l);
+          for (int p = 0; p < detail::kScreenNibbles; ++p) sum += tab[p * 32 + detail::screen_nibble(r, p)];
+          // Slot order as the vector path leaves it, so the mapping back is one.
+          const int64_t g0 = (k - keys.k0) / 32 * 32;
+          int slot = 0;
+          while (screen_slot_key(slot) != static_cast<int>((k - keys.k0) % 32)) ++slot;
+          slots[static_cast<std::size_t>(g0 + slot)] += (neg ? -sum : sum) * scale;
+        }
+      }
+#endif
+    }
+  }
+  for (int64_t g0 = 0; g0 < padded; g0 += 32)
+    for (int s = 0; s < 32; ++s) {
+      const int64_t k = keys.k0 + g0 + screen_slot_key(s);
+      if (k < keys.k1) acc[k - keys.k0] += slots[static_cast<std::size_t>(g0 + s)];
+    }
 }
 
 }  // namespace didmark::cpu

@@ -17,6 +17,7 @@
 #include "backend/host_sample.hpp"
 #include "didmark/backend.hpp"
 #include "kernels/carrier.cuh"
+#include "kernels/screen.cuh"
 
 namespace didmark {
 namespace {
@@ -137,6 +138,124 @@ class CudaBackend final : public Backend {
     r.sum_sq_diff = stats[1];
     r.nonfinite = static_cast<int64_t>(nf);
     return r;
+  }
+
+  void screen(const TensorView& w, const ScreenSample& sample, std::span<const CarrierSpec> carriers,
+              std::span<const uint64_t> payload_bits, ScreenSums& out) override {
+    check_view(w, "screen");
+    backend_check::screen_args(sample, carriers, payload_bits);
+    const std::size_t K = carriers.size();
+    out.t.assign(K, 0.0);
+    out.sum_sq = 0;
+    out.elements = 0;
+    out.nonfinite = 0;
+    const int64_t numel = w.numel();
+    const int64_t groups = (numel + detail::kScreenGroup - 1) / detail::kScreenGroup;
+    const int64_t count = detail::screen_group_count(groups, sample.stride, sample.phase);
+    if (count == 0) return;
+    const int64_t first = detail::screen_first_group(sample.stride, sample.phase);
+    const auto lock = res_.lock();
+    cuda::DeviceScope scope(res_.device());
+    cudaStream_t s = res_.stream();
+    const int gx = kernels::screen_grid_x(res_.props().multiProcessorCount, static_cast<int>(K));
+
+    // One scratch block: [specs | payload | partial sums (gx x K) | partial squares (gx) | counts (2 gx)].
+    const std::size_t spec_bytes = round_up(K * sizeof(CarrierSpec));
+    const std::size_t pay_bytes = round_up(payload_bits.size() * sizeof(uint64_t));
+    const std::size_t part_bytes = (static_cast<std::size_t>(gx) * K + static_cast<std::size_t>(gx)) * sizeof(double) +
+                                   2 * static_cast<std::size_t>(gx) * sizeof(unsigned long long);
+    auto* base = static_cast<unsigned char*>(res_.scratch(spec_bytes + pay_bytes + part_bytes, 1));
+    auto* d_specs = reinterpret_cast<CarrierSpec*>(base);
+    auto* d_payload = reinterpret_cast<uint64_t*>(base + spec_bytes);
+    auto* d_part = reinterpret_cast<double*>(base + spec_bytes + pay_bytes);
+    auto* d_sq = d_part + static_cast<std::size_t>(gx) * K;
+    auto* d_count = reinterpret_cast<unsigned long long*>(d_sq + gx);
+    if (K > 0) {
+      DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_specs, carriers.data(), K * sizeof(CarrierSpec), cudaMemcpyHostToDevice, s));
+      DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_payload, payload_bits.data(), payload_bits.size() * sizeof(uint64_t),
+                                       cudaMemcpyHostToDevice, s));
+    }
+    DIDMARK_CUDA_TRY(cudaMemsetAsync(d_part, 0, part_bytes, s));
+
+    kernels::ScreenArgs a;
+    a.dtype = w.dtype;
+    a.carriers = d_specs;
+    a.num_keys = static_cast<int>(K);
+    a.payload = d_payload;
+    a.payload_words = K > 0 ? static_cast<uint32_t>(payload_bits.size() / K) : 0;
+    a.partial_t = d_part;
+    a.partial_sq = d_sq;
+    a.partial_count = d_count;
+    a.block_step = static_cast<uint64_t>(sample.stride) * detail::kScreenGroupBlocks;
+
+    // The sample goes through the GPU packed, whole groups at a time: gathered on the host into
+    // pinned staging for host views, by one strided 2-D copy for device views.
+    const std::size_t esize = dtype_size(w.dtype);
+    const std::size_t group_bytes = static_cast<std::size_t>(detail::kScreenGroup) * esize;
+    const int64_t per_chunk = std::max<int64_t>(1, static_cast<int64_t>(res_.staging_bytes() / group_bytes));
+    const std::size_t chunk_bytes = static_cast<std::size_t>(std::min(per_chunk, count)) * group_bytes;
+    const auto* src = static_cast<const unsigned char*>(w.data);
+    const bool host = w.device == Device::cpu;
+    void* dev[2] = {res_.scratch(chunk_bytes, 2), res_.scratch(chunk_bytes, 3)};
+    void* pin[2] = {host ? res_.pinned(chunk_bytes, 0) : nullptr, host ? res_.pinned(chunk_bytes, 1) : nullptr};
+    bool busy[2] = {false, false};
+    int slot = 0;
+    for (int64_t c0 = 0; c0 < count; c0 += per_chunk, slot ^= 1) {
+      const int64_t nc = std::min(per_chunk, count - c0);
+      const int64_t g0 = first + c0 * sample.stride, g_last = first + (c0 + nc - 1) * sample.stride;
+      const int64_t last_valid = std::min<int64_t>(detail::kScreenGroup, numel - g_last * detail::kScreenGroup);
+      const auto bytes_of = [&](int64_t g) {
+        return static_cast<std::size_t>(std::min<int64_t>(detail::kScreenGroup, numel - g * detail::kScreenGroup)) *
+               esize;
+      };
+      if (busy[slot]) DIDMARK_CUDA_TRY(cudaEventSynchronize(events_[slot]));
+      if (host) {
+        auto* dst = static_cast<unsigned char*>(pin[slot]);
+        for (int64_t i = 0; i < nc; ++i) {
+          const int64_t g = g0 + i * sample.stride;
+          std::memcpy(dst + static_cast<std::size_t>(i) * group_bytes, src + static_cast<std::size_t>(g) * group_bytes,
+                      bytes_of(g));
+        }
+        DIDMARK_CUDA_TRY(cudaMemcpyAsync(dev[slot], pin[slot], static_cast<std::size_t>(nc) * group_bytes,
+                                         cudaMemcpyHostToDevice, s));
+        a.data = dev[slot];
+      } else if (sample.stride == 1) {
+        a.data = src + static_cast<std::size_t>(g0) * group_bytes;
+      } else {
+        // Whole groups by one pitched copy; a partial last group of the tensor on its own.
+        const int64_t whole = last_valid == detail::kScreenGroup ? nc : nc - 1;
+        auto* dst = static_cast<unsigned char*>(dev[slot]);
+        if (whole > 0)
+          DIDMARK_CUDA_TRY(cudaMemcpy2DAsync(dst, group_bytes, src + static_cast<std::size_t>(g0) * group_bytes,
+                                             static_cast<std::size_t>(sample.stride) * group_bytes, group_bytes,
+                                             static_cast<std::size_t>(whole), cudaMemcpyDeviceToDevice, s));
+        if (whole < nc)
+          DIDMARK_CUDA_TRY(cudaMemcpyAsync(dst + static_cast<std::size_t>(whole) * group_bytes,
+                                           src + static_cast<std::size_t>(g_last) * group_bytes, bytes_of(g_last),
+                                           cudaMemcpyDeviceToDevice, s));
+        a.data = dev[slot];
+      }
+      a.groups = nc;
+      a.last_valid = last_valid;
+      a.first_block = static_cast<uint64_t>(g0) * detail::kScreenGroupBlocks;
+      kernels::launch_screen(a, gx, s);
+      DIDMARK_CUDA_CHECK_LAUNCH("screen");
+      DIDMARK_CUDA_TRY(cudaEventRecord(events_[slot], s));
+      busy[slot] = true;
+    }
+
+    std::vector<double> part(static_cast<std::size_t>(gx) * K + static_cast<std::size_t>(gx));
+    std::vector<unsigned long long> counts(2 * static_cast<std::size_t>(gx));
+    DIDMARK_CUDA_TRY(cudaMemcpyAsync(part.data(), d_part, part.size() * sizeof(double), cudaMemcpyDeviceToHost, s));
+    DIDMARK_CUDA_TRY(
+        cudaMemcpyAsync(counts.data(), d_count, counts.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost, s));
+    DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));
+    for (int x = 0; x < gx; ++x) {
+      for (std::size_t k = 0; k < K; ++k) out.t[k] += part[static_cast<std::size_t>(x) * K + k];
+      out.sum_sq += part[static_cast<std::size_t>(gx) * K + static_cast<std::size_t>(x)];
+      out.elements += static_cast<int64_t>(counts[2 * static_cast<std::size_t>(x)]);
+      out.nonfinite += static_cast<int64_t>(counts[2 * static_cast<std::size_t>(x) + 1]);
+    }
   }
 
   std::vector<double> sample(const TensorView& w, int64_t count) override {
