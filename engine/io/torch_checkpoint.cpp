@@ -9,6 +9,7 @@
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/torch_plugin.hpp"
+#include "io/torch_save.hpp"
 
 namespace didmark {
 namespace {
@@ -104,7 +105,8 @@ void TorchCheckpoint::save(const std::filesystem::path& path, bool overwrite) co
 }
 void TorchCheckpoint::save_tensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
                                    bool overwrite) {
-  plugin().save_tensors(path, tensors, overwrite);
+  // didmark's own writer: no LibTorch needed to write a state dict.
+  detail::write_torch_state_dict(path, tensors, overwrite);
 }
 
 }  // namespace didmark
