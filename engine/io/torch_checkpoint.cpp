@@ -8,6 +8,7 @@
 
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
+#include "io/torch_loader.hpp"
 #include "io/torch_plugin.hpp"
 #include "io/torch_save.hpp"
 
@@ -72,7 +73,8 @@ const detail::TorchPlugin& plugin() {
 
 }  // namespace
 
-bool torch_available() noexcept { return DIDMARK_HAVE_TORCH; }
+// The plugin, or a loader installed by the Python module (torch_loader.hpp).
+bool torch_available() noexcept { return DIDMARK_HAVE_TORCH || detail::torch_loader() != nullptr; }
 
 struct TorchCheckpoint::Impl {
   std::unique_ptr<detail::TorchLoaded> loaded;
@@ -83,7 +85,34 @@ TorchCheckpoint::TorchCheckpoint(TorchCheckpoint&&) noexcept = default;
 TorchCheckpoint& TorchCheckpoint::operator=(TorchCheckpoint&&) noexcept = default;
 TorchCheckpoint::~TorchCheckpoint() = default;
 
+namespace detail {
+namespace {
+std::mutex loader_guard;
+std::shared_ptr<TorchLoader>& loader_slot() {
+  static auto* slot = new std::shared_ptr<TorchLoader>();  // never destroyed: may hold Python objects
+  return *slot;
+}
+}  // namespace
+
+void set_torch_loader(std::shared_ptr<TorchLoader> loader) {
+  std::lock_guard lock(loader_guard);
+  loader_slot() = std::move(loader);
+}
+
+std::shared_ptr<TorchLoader> torch_loader() {
+  std::lock_guard lock(loader_guard);
+  return loader_slot();
+}
+}  // namespace detail
+
 TorchCheckpoint TorchCheckpoint::load(const std::filesystem::path& path) {
+  if (const auto loader = detail::torch_loader()) {
+    if (auto loaded = loader->load(path)) {
+      auto impl = std::make_unique<Impl>();
+      impl->loaded = std::move(loaded);
+      return TorchCheckpoint(std::move(impl));
+    }
+  }
   const detail::TorchPlugin* pp = nullptr;
   try {
     pp = &plugin();

@@ -218,3 +218,31 @@ def test_attack_outputs_load_under_weights_only(torch_cli, tmp_path, attack, dty
     back = torch.load(out)
     assert list(back) == ["w", "ids"] and back["w"].dtype == dtype and torch.equal(back["ids"], torch.arange(10))
     assert 0 < rel_change(w, back["w"].double()) < 0.05
+
+
+def test_module_reads_and_writes_through_torch(tmp_path):
+    # Inside Python, .pt files go through the process's own torch (the LibTorch plugin cannot
+    # share a process with it): everything the input held comes back, OrderedDict and
+    # _metadata included, and the legacy format and views read as torch reads them.
+    didmark = pytest.importorskip("didmark", reason="the didmark Python module is not built")
+    alice = didmark.Identity.from_seed(b"m" * 32)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.BatchNorm1d(1024))
+    sd = model.state_dict()
+    for legacy in (False, True):
+        src, out = tmp_path / f"in{legacy}.bin", tmp_path / f"out{legacy}.bin"
+        torch.save(sd, src, _use_new_zipfile_serialization=not legacy)
+        rep = didmark.embed_file(src, out, alice, strength=0.02)
+        assert rep["format"] == "pt" and rep["tensors_marked"] == 1
+        back = torch.load(out)  # weights_only=True
+        assert type(back) is collections.OrderedDict and back._metadata == sd._metadata
+        assert list(back) == list(sd) and torch.equal(back["1.num_batches_tracked"], sd["1.num_batches_tracked"])
+        assert 0.01 < rel_change(sd["0.weight"], back["0.weight"]) < 0.03
+        v = didmark.verify_file(out, key=alice.watermark_key(), did=alice.did)
+        assert v["detected"] == [alice.did]
+        with pytest.raises(didmark.Error, match="exists"):
+            didmark.embed_file(src, out, alice)
+    # Objects torch's weights-only unpickler refuses are refused, naming the file.
+    torch.save({"w": torch.zeros(3), "obj": __import__("argparse").Namespace(a=1)}, tmp_path / "obj.pt")
+    with pytest.raises(didmark.Error, match="obj.pt") as e:
+        didmark.verify_file(tmp_path / "obj.pt", key=alice.watermark_key(), did=alice.did)
+    assert e.value.code in ("unsupported", "corrupt_input")
