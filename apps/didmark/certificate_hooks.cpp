@@ -20,15 +20,7 @@ bool option_given(const CLI::App& cmd, const std::string& name) {
   return o && o->count() > 0;
 }
 
-std::string read_text(const std::string& file, const char* what) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(fs::exists(file, ec), not_found, what, " '", file, "' does not exist");
-  std::ifstream in(file, std::ios::binary);
-  DIDMARK_EXPECTS(in.good(), io_error, "cannot open ", what, " '", file, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text(const std::string& file, const char* what) { return read_text_file(file, what); }
 
 // The certified model when it sits beside its certificate with the certified digests.
 std::optional<fs::path> model_beside(const LoadedCertificate& lc) {

@@ -71,6 +71,12 @@ CLI::App& command_group(CLI::App& parent, const std::string& name, const std::st
 /// "12.3 MB", "4.0 GB" (decimal units).
 std::string human_bytes(double bytes);
 
+/// The text of a file a flag names (a statement, a grid, names, verdicts, a map): a regular
+/// file only (never a FIFO or device), at most kMaxTextFile bytes; errors name `what` and the
+/// path, never the content.
+inline constexpr std::size_t kMaxTextFile = std::size_t{256} << 20;
+std::string read_text_file(const std::string& path, std::string_view what);
+
 }  // namespace didmark::cli
 
 #define DIDMARK_CLI_CONCAT2(a, b) a##b

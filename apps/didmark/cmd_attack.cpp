@@ -33,11 +33,7 @@ void setup_architecture(const ArchFlags& f, const fs::path& input, AttackContext
   if (f.heads > 0) ctx.hints.heads = f.heads;
   if (f.kv_heads > 0) ctx.hints.kv_heads = f.kv_heads;
   if (!f.arch.empty()) {
-    std::ifstream in(f.arch);
-    DIDMARK_EXPECTS(in.good(), not_found, "cannot read architecture map '", f.arch, "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    ctx.map = parse_architecture_map(ss.str(), f.arch);
+    ctx.map = parse_architecture_map(read_text_file(f.arch, "architecture map"), f.arch);
   }
 }
 

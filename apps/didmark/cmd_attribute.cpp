@@ -37,8 +37,7 @@ Loaded load(const std::string& path) {
 
 // Contributor names: line i of the file names contributor id i.
 std::vector<std::string> read_names(const std::string& path) {
-  std::ifstream in(path);
-  DIDMARK_EXPECTS(in.good(), not_found, "cannot read contributor names '", path, "'");
+  std::istringstream in(read_text_file(path, "contributor names"));
   std::vector<std::string> names;
   std::string line;
   while (std::getline(in, line)) {
@@ -324,11 +323,7 @@ std::vector<OwnerEvidence> evidence_of(const nlohmann::json& verdicts, const std
 // Verdicts from `didmark scan` (JSON Lines, one object per file with "verdicts") or from a
 // `didmark verify --json` object, or a bare array of verdicts.
 std::vector<VerdictSet> read_verdicts(const std::string& path) {
-  std::ifstream in(path);
-  DIDMARK_EXPECTS(in.good(), not_found, "cannot read verdicts '", path, "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  const std::string text = read_text_file(path, "verdicts");
   std::vector<nlohmann::json> docs;
   const nlohmann::json whole = nlohmann::json::parse(text, nullptr, false);
   if (!whole.is_discarded()) {
@@ -561,8 +556,7 @@ struct SynthArgs {
 };
 
 std::vector<std::string> registry_dids(const std::string& path) {
-  std::ifstream in(path);
-  DIDMARK_EXPECTS(in.good(), not_found, "cannot read registry '", path, "'");
+  std::istringstream in(read_text_file(path, "registry"));
   std::vector<std::string> dids;
   std::string line;
   int no = 0;

@@ -16,15 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const std::string& file, const char* what) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(fs::exists(file, ec), not_found, what, " '", file, "' does not exist");
-  std::ifstream in(file, std::ios::binary);
-  DIDMARK_EXPECTS(in.good(), io_error, "cannot open ", what, " '", file, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_file(const std::string& file, const char* what) { return read_text_file(file, what); }
 
 void check_output(const std::string& out, const std::string& in, bool force) {
   std::error_code ec;

@@ -120,11 +120,9 @@ int synth_subset(const SynthFlags& f, Globals& g) {
     write_npy(f.out, TensorView::contiguous(buf.data(), v.dtype, {kept, v.shape[1]}), f.force);
     if (!f.ids_in.empty()) {
       DIDMARK_EXPECTS(!f.ids_out.empty(), invalid_argument, "--ids needs --ids-out for the subset's ids");
-      const NpyArray ia = read_npy(f.ids_in);
-      DIDMARK_EXPECTS(ia.dtype == DType::i64 && ia.view().numel() == total, invalid_argument, "--ids '", f.ids_in,
-                      "' must hold ", total, " int64 ids");
+      const std::vector<int64_t> all = read_row_ids(f.ids_in, total);
       std::vector<int64_t> ids;
-      for (int64_t r : order) ids.push_back(static_cast<const int64_t*>(ia.view().data)[r]);
+      for (int64_t r : order) ids.push_back(all[static_cast<std::size_t>(r)]);
       write_ids(f.ids_out, ids, f.force);
     }
   }

@@ -14,7 +14,7 @@ namespace {
 struct EmbedFlags {
   MarkFlags mark;
   std::string input, output, sketch;
-  bool force = false;
+  bool force = false, allow_weak = false;
   CertificateFlags cert;
 };
 
@@ -30,10 +30,15 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
                   "Also write the alignment sketch of OUT here (checkpoints and .npy arrays; see 'didmark sketch')");
   add_embed_certificate_option(*cmd, f->cert);
   cmd->add_flag("-f,--force", f->force, "Replace an existing output (never the input)");
+  cmd->add_flag("--allow-weak", f->allow_weak,
+                "Write a mark even when it could not be proved at --p-threshold (too few elements, cells or rows "
+                "for its strength); refused by default, with what would do");
   cmd->footer(
       "The output is written to a temporary file beside it, synced and renamed into place: a crash or\n"
-      "kill leaves no partial output, and the input is only read. Prints a per-tensor table (or JSON\n"
-      "with --json). Exit codes: 0 written, 2 error.");
+      "kill leaves no partial output, and the input is only read. A mark that could not be proved at\n"
+      "--p-threshold (too few elements, cells or rows for its strength) is refused unless --allow-weak.\n"
+      "Prints a per-tensor table (or JSON with --json, whose \"warnings\" lists what to know).\n"
+      "Exit codes: 0 written, 2 error.");
   cmd->callback([&g, &action, f] {
     action = [&g, f]() -> int {
       DIDMARK_EXPECTS(!f->mark.id_file.empty(), invalid_argument,
@@ -45,7 +50,7 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       InputOptions o = input_options(f->mark);
       o.sketch_output = f->sketch;
       check_certificate_output(f->cert, f->input, f->output, f->force);
-      const InputEmbedReport r = embed_input(f->input, f->output, owner, o, {f->force}, g.backend());
+      const InputEmbedReport r = embed_input(f->input, f->output, owner, o, {f->force, f->allow_weak}, g.backend());
       nlohmann::json json = as_json(embed_report_json(r, owner));
       std::string text = embed_text(r, owner);
       certify_embedded(r, identity, o, f->cert, f->force, g.backend(), json, text);

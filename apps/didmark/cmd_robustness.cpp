@@ -155,9 +155,7 @@ std::vector<Cell> default_array_grid() {
 /// A grid file: {"families": [{"name", "template" ("{}" = strength), "strengths": [...]}],
 ///               "cells": [{"family", "label"?, "attacks": [...] | "command": "...", "strength"?}]}.
 std::vector<Cell> read_grid(const std::string& path) {
-  std::ifstream in(path);
-  DIDMARK_EXPECTS(in.good(), not_found, "cannot read attack grid '", path, "'");
-  json j = json::parse(in, nullptr, false);
+  json j = json::parse(read_text_file(path, "attack grid"), nullptr, false);
   auto fail = [&](const std::string& what) { DIDMARK_THROW(Errc::invalid_argument, "attack grid '", path, "': ", what); };
   if (j.is_discarded() || !j.is_object()) fail("not a JSON object");
   std::vector<Cell> g;

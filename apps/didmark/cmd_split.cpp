@@ -189,13 +189,7 @@ void register_split(CLI::App& app, Globals& g, Action& action) {
 }
 
 int run_verify(Globals& g, const std::string& file, bool allow_reformatted) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(std::filesystem::exists(file, ec), not_found, "statement '", file, "' does not exist");
-  std::ifstream in(file, std::ios::binary);
-  DIDMARK_EXPECTS(in.good(), io_error, "cannot open statement '", file, "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
+  const std::string bytes = read_text_file(file, "statement");
   StatementCheck c = verify_statement(bytes);
   if (allow_reformatted && !c.canonical_ok && c.signature_ok && c.payouts_ok) {
     c.valid = true;

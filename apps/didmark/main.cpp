@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "common/regular_file.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::cli {
@@ -31,6 +32,10 @@ int register_commands(int order, Registrar r) {
 Backend& Globals::backend() {
   if (!backend_) backend_ = make_backend(device, "--device");
   return *backend_;
+}
+
+std::string read_text_file(const std::string& path, std::string_view what) {
+  return detail::read_regular_file(path, what, kMaxTextFile);
 }
 
 void print_json(const nlohmann::json& j) {

@@ -28,7 +28,7 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
       ->check(CLI::Range(1e-300, 0.5))
       ->capture_default_str();
   cmd.add_option("--tensors", f.tensors,
-                 "Only tensors whose name matches this ECMAScript regex (searched) take part; use the same "
+                 "Only tensors whose name matches this RE2 regular expression (searched) take part; use the same "
                  "value to embed and verify");
   cmd.add_option("--format", f.format, "File format (default: from the file's content and name); see 'didmark formats'");
   cmd.add_option("--key-column", f.key_column,
@@ -36,6 +36,10 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
                  "uuid, pk or *_id, else the first)");
   cmd.add_option("--columns", f.columns,
                  "CSV: columns that may carry the mark, comma-separated (default: every numeric non-key column)");
+  cmd.add_option("--delimiter", f.delimiter,
+                 "CSV: field separator: auto (default: detected from the header line), ',', ';', tab or '|'")
+      ->check(CLI::IsMember({"auto", ",", ";", "tab", "\t", "|"}))
+      ->capture_default_str();
   cmd.add_option("--gamma", f.gamma, "CSV: about 1 row in GAMMA carries a mark")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1u << 30));
@@ -100,6 +104,7 @@ InputOptions input_options(const MarkFlags& f) {
   o.array.p_threshold = f.p_threshold;
   o.ids = f.ids;
   o.fixed_order = f.fixed_order;
+  o.csv.delimiter = f.delimiter == "auto" ? '\0' : (f.delimiter == "tab" || f.delimiter == "\t") ? '\t' : f.delimiter[0];
   o.realign.target_z = f.realign_z;
   o.sketch.all = f.sketch_all;
   o.sketch.samples = f.sketch_samples;

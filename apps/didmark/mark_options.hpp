@@ -29,6 +29,7 @@ struct MarkFlags {
   uint32_t bits = kDefaultTableBits;
   std::string ids;
   bool fixed_order = false;
+  std::string delimiter = "auto";
   // alignment sketches
   std::vector<std::string> sketches;  ///< verify/scan: --sketch (repeatable); embed: the one output
   double realign_z = RealignOptions{}.target_z;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/regular_file.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::detail {
@@ -24,6 +25,8 @@ AtomicFile::AtomicFile(std::filesystem::path target, bool overwrite, mode_t mode
   if (!overwrite_)
     DIDMARK_EXPECTS(!std::filesystem::exists(target_), invalid_argument, "output '", target_.string(),
                     "' already exists (use --force to overwrite)");
+  else
+    check_replaceable(target_);  // --force replaces a file, never a device, FIFO or folder
   const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
 #if defined(O_TMPFILE)
   fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
@@ -94,6 +97,7 @@ void AtomicFile::commit() {
       leaf += target_.filename().string();
       leaf += ".didmark-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(fd_);
       temp_ = dir / leaf;
+      check_replaceable(target_);
       ::unlink(temp_.c_str());
       link_into(temp_);
       unnamed_ = false;
@@ -112,6 +116,7 @@ void AtomicFile::commit() {
   ::close(fd_);
   fd_ = -1;
   if (overwrite_) {
+    check_replaceable(target_);
     DIDMARK_EXPECTS(::rename(temp_.c_str(), target_.c_str()) == 0, io_error, "cannot rename into '",
                     target_.string(), "': ", errno_text());
   } else {

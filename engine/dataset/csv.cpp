@@ -2,7 +2,6 @@
 // cells into the original bytes; decimal cells as integer mantissas at their own scale.
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
 #if defined(__SSE2__)
@@ -10,6 +9,8 @@
 #endif
 
 #include "common/atomic_file.hpp"
+#include "common/printable.hpp"
+#include "common/regular_file.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 
@@ -23,41 +24,71 @@ struct Cursor {
   int64_t line = 1;
   std::size_t line_start = 0;
   const std::string* source;
+  char delim = ',';
+  std::size_t max_fields = kCsvMaxColumns;  // a record with more is refused as soon as seen
+  std::size_t max_bytes = kCsvMaxRecordBytes;
+  const char* hint = "";                     // what is likely wrong, for field-count errors
+  std::size_t overflow = 0;                  // fields of the last record beyond max_fields + 1 (not stored)
 
   int64_t column() const { return static_cast<int64_t>(pos - line_start) + 1; }
 };
 
-/// The first ',', '\n' or '"' at or after p (n when none): 16 bytes at a time where SSE2 is.
-inline std::size_t find_special(const char* d, std::size_t p, std::size_t n) {
+/// The first delimiter, '\n' or '"' at or after p (n when none): 16 bytes at a time where
+/// SSE2 is.
+inline std::size_t find_special(const char* d, std::size_t p, std::size_t n, char delim) {
 #if defined(__SSE2__)
-  const __m128i comma = _mm_set1_epi8(','), nl = _mm_set1_epi8('\n'), quote = _mm_set1_epi8('"');
+  const __m128i sep = _mm_set1_epi8(delim), nl = _mm_set1_epi8('\n'), quote = _mm_set1_epi8('"');
   for (; p + 16 <= n; p += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + p));
     const __m128i hit =
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, quote));
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sep), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, quote));
     const int mask = _mm_movemask_epi8(hit);
     if (mask != 0) return p + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
   }
 #endif
-  while (p < n && d[p] != ',' && d[p] != '\n' && d[p] != '"') ++p;
+  while (p < n && d[p] != delim && d[p] != '\n' && d[p] != '"') ++p;
   return p;
+}
+
+std::string delimiter_name(char d) {
+  switch (d) {
+    case ',': return "','";
+    case ';': return "';'";
+    case '\t': return "tab";
+    case '|': return "'|'";
+    default: return "'" + detail::printable(std::string_view(&d, 1)) + "'";
+  }
 }
 
 [[noreturn]] void fail_at(const Cursor& c, int64_t line, int64_t column, std::size_t field, const std::string& what) {
   DIDMARK_THROW(Errc::corrupt_input, *c.source, ": malformed CSV at line ", line, ", column ", column, " (field ",
-                field, "): ", what);
+                field, "): ", what, c.hint);
 }
 
 /// Parse one record starting at c.pos; field starts (absolute) go to `starts`, and the end
 /// of the last field's content is returned. c.pos ends past the record's line break.
+/// At most c.max_fields + 1 field starts are stored; further fields are only counted, in
+/// c.overflow (the caller reports a record with too many). A record longer than c.max_bytes
+/// is refused.
 std::size_t parse_record(Cursor& c, std::vector<std::size_t>& starts) {
   starts.clear();
+  c.overflow = 0;
   const char* d = c.d;
   const std::size_t n = c.n;
+  const std::size_t record_start = c.pos;
+  const int64_t record_line = c.line;
+  auto check_length = [&] {
+    if (c.pos - record_start > c.max_bytes)
+      fail_at(c, record_line, 1, starts.size() + c.overflow,
+              detail::concat("the record is longer than ", c.max_bytes, " bytes (kCsvMaxRecordBytes)"));
+  };
   for (;;) {
     const std::size_t field_start = c.pos;
-    starts.push_back(field_start);
-    const std::size_t field_no = starts.size();
+    if (starts.size() <= c.max_fields)
+      starts.push_back(field_start);
+    else
+      ++c.overflow;
+    const std::size_t field_no = starts.size() + c.overflow;
     if (c.pos < n && d[c.pos] == '"') {
       const int64_t qline = c.line, qcol = c.column();
       ++c.pos;
@@ -75,12 +106,14 @@ std::size_t parse_record(Cursor& c, std::vector<std::size_t>& starts) {
         if (ch == '\n') {
           ++c.line;
           c.line_start = c.pos + 1;
+          check_length();
         }
         ++c.pos;
       }
+      check_length();
       if (c.pos >= n) return c.pos;
       const char ch = d[c.pos];
-      if (ch == ',') {
+      if (ch == c.delim) {
         ++c.pos;
         continue;
       }
@@ -93,14 +126,16 @@ std::size_t parse_record(Cursor& c, std::vector<std::size_t>& starts) {
         return end;
       }
       fail_at(c, c.line, c.column(), field_no,
-              detail::concat("unexpected character '", ch, "' after a closing quote (expected ',' or a line break)"));
+              detail::concat("unexpected character '", detail::printable(std::string_view(&ch, 1)),
+                             "' after a closing quote (expected ", delimiter_name(c.delim), " or a line break)"));
     }
-    const std::size_t p = find_special(d, c.pos, n);
+    const std::size_t p = find_special(d, c.pos, n, c.delim);
     c.pos = p;
+    check_length();
     if (p < n && d[p] == '"')
       fail_at(c, c.line, c.column(), field_no, "quote inside an unquoted field (quote the whole field)");
     if (p >= n) return (p > field_start && d[p - 1] == '\r') ? p - 1 : p;  // a CR ends the file
-    if (d[p] == ',') {
+    if (d[p] == c.delim) {
       ++c.pos;
       continue;
     }
@@ -130,9 +165,48 @@ bool only_line_breaks(const char* d, std::size_t from, std::size_t n) {
   return true;
 }
 
+// Fields of one line split at `delim` outside quotes (a quick count for detection; a quoted
+// field that spans lines just makes that line count oddly). `end` is past the line.
+std::size_t count_fields(const char* d, std::size_t from, std::size_t n, char delim, std::size_t& end) {
+  std::size_t fields = 1;
+  bool quoted = false;
+  std::size_t i = from;
+  for (; i < n && (quoted || d[i] != '\n'); ++i) {
+    if (d[i] == '"') quoted = !quoted;
+    else if (!quoted && d[i] == delim) ++fields;
+  }
+  end = i < n ? i + 1 : n;
+  return fields;
+}
+
+// The delimiter that splits the header into the most fields and most of the next lines into
+// as many (a ';' in one header name does not outvote commas that agree on every line).
+char detect_delimiter(const char* d, std::size_t from, std::size_t n) {
+  constexpr std::size_t kSampleLines = 16;
+  char best = ',';
+  std::size_t best_agree = 0, best_fields = 1;
+  for (char cand : kCsvDelimiters) {
+    std::size_t end = from;
+    const std::size_t fields = count_fields(d, from, n, cand, end);
+    if (fields < 2) continue;
+    std::size_t agree = 0;
+    for (std::size_t k = 0, at = end; k < kSampleLines && at < n; ++k) {
+      std::size_t next;
+      if (count_fields(d, at, n, cand, next) == fields) ++agree;
+      at = next;
+    }
+    if (agree > best_agree || (agree == best_agree && fields > best_fields)) {
+      best = cand;
+      best_agree = agree;
+      best_fields = fields;
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
-CsvTable CsvTable::parse(std::string text, std::string source) {
+CsvTable CsvTable::parse(std::string text, std::string source, const CsvOptions& options) {
   CsvTable t;
   t.text_ = std::move(text);
   t.source_ = std::move(source);
@@ -141,21 +215,55 @@ CsvTable CsvTable::parse(std::string text, std::string source) {
   Cursor c{d, n, 0, 1, 0, &t.source_};
   if (n >= 3 && std::memcmp(d, "\xEF\xBB\xBF", 3) == 0) c.pos = t.bom_ = 3;
   DIDMARK_EXPECTS(c.pos < n, corrupt_input, t.source_, ": empty CSV (no header line)");
+  DIDMARK_EXPECTS(options.delimiter == 0 || kCsvDelimiters.find(options.delimiter) != std::string_view::npos,
+                  invalid_argument, "CSV delimiter ", delimiter_name(options.delimiter),
+                  " is not one of ',', ';', tab and '|'");
+  t.detected_delimiter_ = options.delimiter == 0;
+  t.delimiter_ = options.delimiter ? options.delimiter : detect_delimiter(d, c.pos, n);
+  c.delim = t.delimiter_;
+  c.max_fields = options.max_columns;
+  c.max_bytes = options.max_record_bytes;
 
   std::vector<std::size_t> starts;
+  const std::size_t header_begin = c.pos;
   const std::size_t header_end = parse_record(c, starts);
+  DIDMARK_EXPECTS(starts.size() <= options.max_columns, corrupt_input, t.source_, ": the header has ",
+                  starts.size() + c.overflow, " fields, more than the limit of ", options.max_columns,
+                  " columns (kCsvMaxColumns)",
+                  std::memchr(d + header_begin, '\r', header_end - header_begin)
+                      ? "; its line breaks look like CR only (classic Mac): convert them to LF or CRLF"
+                      : "");
+  // A CR inside the header that does not end a line: the file's line breaks are CR only, so
+  // the whole file reads as one header line.
+  for (std::size_t i = header_begin; i < header_end; ++i)
+    DIDMARK_EXPECTS(!(d[i] == '\r' && (i + 1 >= n || d[i + 1] != '\n')), corrupt_input, t.source_,
+                    ": the header line holds a carriage return that ends no line: the file's line breaks are CR "
+                    "only (classic Mac); convert them to LF or CRLF");
   for (std::size_t i = 0; i < starts.size(); ++i) {
     const std::size_t e = i + 1 < starts.size() ? starts[i + 1] - 1 : header_end;
     t.header_.push_back(unquote(std::string_view(d + starts[i], e - starts[i])));
   }
   const std::size_t cols = starts.size();
-  DIDMARK_EXPECTS(cols <= static_cast<std::size_t>(std::numeric_limits<int>::max() / 2), corrupt_input, t.source_,
-                  ": too many columns");
+  // What is likely wrong when records disagree with the header: a one-column header that
+  // holds another delimiter (said in every error), or a detected delimiter (said when field
+  // counts disagree).
+  std::string hint, count_hint;
+  if (cols == 1) {
+    for (char other : kCsvDelimiters)
+      if (other != t.delimiter_ && std::memchr(d + header_begin, other, header_end - header_begin)) {
+        hint = "; the header is one column: is the delimiter " + delimiter_name(other) + "?";
+        break;
+      }
+  } else if (t.detected_delimiter_) {
+    count_hint = "; the delimiter " + delimiter_name(t.delimiter_) + " was detected from the header line";
+  }
+  c.hint = hint.c_str();
+  c.max_fields = cols;
 
-  // One record per line break at most: reserve once.
+  // One record per line break at most, and one field per byte at most: reserve once.
   const auto newlines = static_cast<std::size_t>(std::count(d + c.pos, d + n, '\n'));
   t.row_start_.reserve(newlines + 2);
-  t.field_pos_.reserve((newlines + 1) * (cols + 1));
+  t.field_pos_.reserve(std::min((newlines + 1) * (cols + 1), n - c.pos + 2 * (newlines + 1)));
   const int64_t first_line = c.line;
   bool multiline = false;
   while (c.pos < n) {
@@ -165,14 +273,15 @@ CsvTable CsvTable::parse(std::string text, std::string source) {
     const int64_t line = c.line;
     const std::size_t end = parse_record(c, starts);
     if (starts.size() != cols) {
+      const std::size_t fields = starts.size() + c.overflow;
       // Point at the first extra field, or at the end of a short record.
       const std::size_t at = starts.size() > cols ? starts[cols] : end;
       const std::size_t nl = std::string_view(d + rs, at - rs).rfind('\n');
       const std::size_t col0 = nl == std::string_view::npos ? at - rs : at - rs - nl - 1;
       DIDMARK_THROW(Errc::corrupt_input, t.source_, ": malformed CSV at line ",
                     line + std::count(d + rs, d + at, '\n'), ", column ", col0 + 1, " (field ",
-                    std::min(starts.size(), cols + 1), "): the record has ", starts.size(), " field",
-                    starts.size() == 1 ? "" : "s", " but the header has ", cols);
+                    std::min(fields, cols + 1), "): the record has ", fields, " field", fields == 1 ? "" : "s",
+                    " but the header has ", cols, hint, count_hint);
     }
     DIDMARK_EXPECTS(end - rs < std::numeric_limits<uint32_t>::max(), corrupt_input, t.source_, ": line ", line,
                     " is longer than 4 GiB");
@@ -191,18 +300,13 @@ CsvTable CsvTable::parse(std::string text, std::string source) {
   return t;
 }
 
-CsvTable CsvTable::read(const std::filesystem::path& path) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(std::filesystem::exists(path, ec), not_found, "'", path.string(), "' does not exist");
-  std::ifstream in(path, std::ios::binary);
-  DIDMARK_EXPECTS(in.good(), io_error, "cannot open '", path.string(), "' for reading");
-  const auto size = std::filesystem::file_size(path, ec);
-  DIDMARK_EXPECTS(!ec, io_error, "cannot read the size of '", path.string(), "': ", ec.message());
-  std::string text(size, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(size));
-  DIDMARK_EXPECTS(in.gcount() == static_cast<std::streamsize>(size), io_error, "short read from '", path.string(), "'");
-  return parse(std::move(text), path.string());
+CsvTable CsvTable::read(const std::filesystem::path& path, const CsvOptions& options) {
+  // Never blocks on a FIFO, never opens a device: only a regular file is read.
+  std::string text = detail::read_regular_file(path);
+  return parse(std::move(text), detail::printable(path.native(), 1024), options);
 }
+
+std::string CsvTable::describe_columns(std::size_t max) const { return detail::bounded_list(header_, max); }
 
 std::optional<int> CsvTable::column_index(std::string_view name) const {
   for (std::size_t i = 0; i < header_.size(); ++i)
@@ -301,7 +405,7 @@ void CsvTable::write(const std::filesystem::path& path, std::span<const CellEdit
 
 // ---- decimal cells ----------------------------------------------------------------------
 
-std::optional<DecimalCell> DecimalCell::parse(std::string_view s) {
+std::optional<DecimalCell> DecimalCell::parse(std::string_view s, bool decimal_comma) {
   DecimalCell c;
   std::size_t i = 0;
   if (i < s.size() && (s[i] == '+' || s[i] == '-')) c.sign = s[i++];
@@ -315,8 +419,9 @@ std::optional<DecimalCell> DecimalCell::parse(std::string_view s) {
   }
   // Leading zeros ("007") set a width to keep; otherwise at least one digit ("0.5", "12").
   c.int_digits = digits > 1 && s[int_begin] == '0' ? digits : std::min(digits, 1);
-  if (i < s.size() && s[i] == '.') {
+  if (i < s.size() && (s[i] == '.' || (decimal_comma && s[i] == ','))) {
     c.point = true;
+    c.point_char = s[i];
     ++i;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
       m = m * 10 + static_cast<uint64_t>(s[i] - '0');
@@ -339,7 +444,7 @@ std::string DecimalCell::format() const {
   const std::size_t int_len = digits.size() - static_cast<std::size_t>(decimals);
   out.append(digits, 0, int_len);
   if (point) {
-    out.push_back('.');
+    out.push_back(point_char);
     out.append(digits, int_len, std::string::npos);
   }
   return out;

@@ -23,16 +23,10 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 
 
-std::string column_list(const CsvTable& t) {
-  std::string s;
-  for (const auto& h : t.header()) s += (s.empty() ? "'" : ", '") + h + "'";
-  return s;
-}
-
 int find_column(const CsvTable& t, const std::string& name, const char* what) {
   const auto i = t.column_index(name);
   DIDMARK_EXPECTS(i.has_value(), invalid_argument, what, " '", name, "' is not a column of ", t.source(),
-                  " (columns: ", column_list(t), ")");
+                  " (columns: ", t.describe_columns(), ")");
   return *i;
 }
 
@@ -46,10 +40,10 @@ std::optional<std::string_view> cell_text(std::string_view raw) {
   return raw;
 }
 
-std::optional<DecimalCell> number_of(std::string_view raw) {
+std::optional<DecimalCell> number_of(std::string_view raw, bool decimal_comma) {
   const auto text = cell_text(raw);
   if (!text) return std::nullopt;
-  return DecimalCell::parse(*text);
+  return DecimalCell::parse(*text, decimal_comma);
 }
 
 void check_options(const TableOptions& o) {
@@ -161,14 +155,14 @@ TableColumns resolve_table_columns(const CsvTable& t, const TableOptions& o) {
         const std::string_view raw = t.raw_cell(r, c);
         if (raw.empty() || raw == "\"\"") continue;
         ++nonempty;
-        numeric += number_of(raw).has_value() ? 1 : 0;
+        numeric += number_of(raw, t.decimal_comma()).has_value() ? 1 : 0;
       }
       if (numeric > 0 && static_cast<double>(numeric) >= kNumericShare * static_cast<double>(nonempty))
         tc.marked.push_back(c);
     }
     DIDMARK_EXPECTS(!tc.marked.empty(), invalid_argument, t.source(),
                     ": no numeric column to mark (plain decimal numbers such as 12 or -3.50); name one with "
-                    "--columns (columns: ", column_list(t), ")");
+                    "--columns (columns: ", t.describe_columns(), ")");
   }
   DIDMARK_EXPECTS(static_cast<int>(tc.marked.size()) <= kMaxTableColumns, invalid_argument, tc.marked.size(),
                   " columns to mark; at most ", kMaxTableColumns, " are supported");
@@ -202,7 +196,7 @@ TableMark embed_table(const CsvTable& table, const WatermarkKey& key, const Payl
       ++p.selected;
       const int col = cols.marked[dataset::slot_column(s)];
       const std::string_view raw = table.raw_cell(r, col);
-      auto num = number_of(raw);
+      auto num = number_of(raw, table.decimal_comma());
       const uint32_t j = dataset::slot_low_bit(s);
       const uint64_t want = payload.bits[dataset::slot_payload(s)] ^ dataset::slot_mask(s);
       if (!num || (num->mantissa | (uint64_t{1} << j)) > kMaxMantissa) {
@@ -248,6 +242,7 @@ TableMark embed_table(const CsvTable& table, const WatermarkKey& key, const Payl
   for (int c : cols.key) rep.key_columns.push_back(table.header()[static_cast<std::size_t>(c)]);
   for (int c : cols.marked) rep.columns.push_back(table.header()[static_cast<std::size_t>(c)]);
   rep.gamma = options.gamma;
+  rep.delimiter = table.delimiter();
   rep.bits = options.bits;
   rep.backend = backend.dataset_ops().name();
   rep.seconds = seconds_since(t0);
@@ -285,7 +280,7 @@ std::vector<TableVerifyReport> verify_table(const CsvTable& table, std::span<con
       for (int64_t r = task * kRowsPerTask; r < r1; ++r) {
         const uint32_t s = slots[static_cast<std::size_t>(r)];
         if (!dataset::slot_selected(s)) continue;
-        const auto num = number_of(table.raw_cell(r, cols.marked[dataset::slot_column(s)]));
+        const auto num = number_of(table.raw_cell(r, cols.marked[dataset::slot_column(s)]), table.decimal_comma());
         if (!num) continue;
         const auto bit = static_cast<uint8_t>(((num->mantissa >> dataset::slot_low_bit(s)) & 1u) ^ dataset::slot_mask(s));
         v.push_back({ids[static_cast<std::size_t>(r)], r, dataset::slot_payload(s), bit});
@@ -301,6 +296,9 @@ std::vector<TableVerifyReport> verify_table(const CsvTable& table, std::span<con
     rep.rows = table.rows();
     rep.bits = static_cast<int>(L);
     rep.columns = static_cast<int>(cols.marked.size());
+    for (int c : cols.key) rep.key_column_names.push_back(table.header()[static_cast<std::size_t>(c)]);
+    for (int c : cols.marked) rep.mark_column_names.push_back(table.header()[static_cast<std::size_t>(c)]);
+    rep.delimiter = table.delimiter();
     rep.votes.assign(L, 0);
     for (std::size_t i = 0; i < votes.size(); ++i) {
       if (i > 0 && votes[i].id == votes[i - 1].id) {

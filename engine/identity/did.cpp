@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
 #include "identity/base58.hpp"
@@ -69,8 +70,7 @@ bool is_ed25519_key(std::string_view s) {
 
 [[noreturn]] void refuse(std::string_view did, const std::string& why) {
   // Cap what we echo: a DID is public, but the caller may have pasted anything.
-  std::string shown(did.substr(0, 120));
-  if (did.size() > 120) shown += "...";
+  const std::string shown = detail::printable(did, 120);  // control bytes escaped
   DIDMARK_THROW(Errc::invalid_argument, "invalid DID '", shown, "': ", why);
 }
 

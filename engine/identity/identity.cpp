@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.hpp"
+#include "common/printable.hpp"
+#include "common/regular_file.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
 #include "identity/crypto.hpp"
@@ -108,21 +110,13 @@ void save_identity(const Identity& id, const std::filesystem::path& path, bool o
 }
 
 Identity load_identity(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    DIDMARK_EXPECTS(e != ENOENT, not_found, "identity file '", name, "' does not exist");
-    DIDMARK_EXPECTS(e != EACCES, permission, "identity file '", name, "' cannot be read: ", std::strerror(e));
-    DIDMARK_THROW(Errc::io_error, "cannot open identity file '", name, "': ", std::strerror(e));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  const std::string name = detail::printable(path.native(), 1024);
+  // Never blocks on a FIFO, never opens a device: only a regular file is read.
+  const detail::RegularFile file = detail::open_regular_file(path, "identity file");
+  const int fd = file.fd.get();
   struct stat st {};
-  DIDMARK_EXPECTS(::fstat(fd, &st) == 0, io_error, "cannot stat identity file '", name, "': ", std::strerror(errno));
-  DIDMARK_EXPECTS(S_ISREG(st.st_mode), corrupt_input, "identity file '", name, "' is not a regular file");
+  st.st_mode = file.mode;
+  st.st_size = static_cast<off_t>(file.size);
   const unsigned mode = st.st_mode & 07777;
   if (mode & 077) {
     char octal[8];
@@ -169,7 +163,7 @@ Identity load_identity(const std::filesystem::path& path) {
   };
   const std::string& format = str_field("format");
   DIDMARK_EXPECTS(format == kIdentityFormat, corrupt_input, "identity file '", name, "': field 'format' is '",
-                  format.substr(0, 64), "', expected '", kIdentityFormat, "'");
+                  detail::quoted(format.substr(0, 64)), "', expected '", kIdentityFormat, "'");
   auto v = j.find("version");
   DIDMARK_EXPECTS(v != j.end() && v->is_number_integer() && v->get<int64_t>() == 1, corrupt_input,
                   "identity file '", name, "': field 'version' must be 1");
@@ -186,7 +180,8 @@ Identity load_identity(const std::filesystem::path& path) {
   sodium_memzero(seed->data(), seed->size());
   Identity id = Identity::from_seed(s);
   sodium_memzero(s.data(), s.size());
-  DIDMARK_EXPECTS(id.did() == did, corrupt_input, "identity file '", name, "': the DID '", did.substr(0, 120),
+  DIDMARK_EXPECTS(id.did() == did, corrupt_input, "identity file '", name, "': the DID '",
+                  detail::quoted(did.substr(0, 120)),
                   "' does not belong to the stored secret (whose DID is ", id.did(), ")");
   return id;
 }

@@ -33,21 +33,7 @@ TensorView array_view(const NpyArray& a, const fs::path& path) {
 std::vector<int64_t> row_ids(const fs::path& array, int64_t rows, const InputOptions& o) {
   const auto where = array_ids_path(array, o);
   if (!where) return {};
-  const NpyArray a = read_npy(*where);
-  const TensorView v = a.view();
-  DIDMARK_EXPECTS(v.numel() == rows && v.rank() <= 2, invalid_argument, "row ids '", where->string(), "' hold ",
-                  v.describe(), " but the array has ", rows, " rows");
-  std::vector<int64_t> ids(static_cast<std::size_t>(rows));
-  for (int64_t i = 0; i < rows; ++i) {
-    switch (v.dtype) {
-      case DType::i64: ids[static_cast<std::size_t>(i)] = static_cast<const int64_t*>(v.data)[i]; break;
-      case DType::i32: ids[static_cast<std::size_t>(i)] = static_cast<const int32_t*>(v.data)[i]; break;
-      default:
-        DIDMARK_THROW(Errc::invalid_argument, "row ids '", where->string(), "' have dtype ", dtype_name(v.dtype),
-                      "; row ids must be int64 (or int32)");
-    }
-  }
-  return ids;
+  return read_row_ids(*where, rows);
 }
 
 }  // namespace inputs_detail

@@ -1,11 +1,10 @@
 // What a file is, decided once for the CLI, the server and Python: content first, then name.
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstring>
 
+#include "common/regular_file.hpp"
 #include "common/strings.hpp"
 #include "didmark/error.hpp"
 #include "didmark/inputs.hpp"
@@ -46,26 +45,19 @@ const InputFormat& by_name(std::string_view name) {
   DIDMARK_THROW(Errc::invalid_argument, "format '", name, "' is not one of: ", known);
 }
 
-// The first bytes of a regular file. Opened non-blocking and checked with fstat before any
-// read, so a FIFO or a device named as an input is refused instead of blocking forever.
+// The first bytes of a file, which must be a regular one (a FIFO or device named as an input
+// is refused, never waited on).
 std::string file_prefix(const fs::path& p, std::size_t n, uint64_t& size) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  DIDMARK_EXPECTS(fd >= 0, io_error, "cannot open '", p.string(), "': ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    DIDMARK_THROW(Errc::invalid_argument, "'", p.string(), "' is not a regular file (a FIFO, device or socket is never read)");
-  }
-  size = static_cast<uint64_t>(st.st_size);
+  const detail::RegularFile f = detail::open_regular_file(p, "input");
+  size = f.size;
   std::string out(n, '\0');
-  ssize_t got = 0;
-  while (static_cast<std::size_t>(got) < n) {
-    const ssize_t r = ::read(fd, out.data() + got, n - static_cast<std::size_t>(got));
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(f.fd.get(), out.data() + got, n - got);
     if (r <= 0) break;
-    got += r;
+    got += static_cast<std::size_t>(r);
   }
-  ::close(fd);
-  out.resize(static_cast<std::size_t>(got));
+  out.resize(got);
   return out;
 }
 

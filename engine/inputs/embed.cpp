@@ -1,4 +1,5 @@
 // embed_input: one embedding entry point for every kind of input and every edge.
+#include <cmath>
 #include <cstdio>
 
 #include "didmark/error.hpp"
@@ -29,10 +30,10 @@ void check_output(const fs::path& in, const fs::path& out, bool overwrite) {
                   "' already exists (use --force to overwrite)");
 }
 
-void embed_checkpoint_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+void embed_checkpoint_file(const Owner& owner, const InputOptions& o, const InputWriteOptions& w, Backend& backend,
                            InputEmbedReport& r) {
   r.checkpoint = embed_checkpoint(r.input, r.output, r.format.checkpoint, owner.key, owner.payload, o.watermark,
-                                  {overwrite}, backend);
+                                  {w.overwrite, w.allow_weak}, backend);
   r.outputs = r.checkpoint->outputs;
   const EmbedReport& e = r.checkpoint->report;
   const double need = hoeffding_z_threshold(o.watermark.p_threshold);
@@ -42,21 +43,40 @@ void embed_checkpoint_file(const Owner& owner, const InputOptions& o, bool overw
                          fixed("%.0e", o.watermark.p_threshold));
 }
 
-void embed_table_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+void embed_table_file(const Owner& owner, const InputOptions& o, const InputWriteOptions& w, Backend& backend,
                       InputEmbedReport& r) {
   DIDMARK_EXPECTS(!o.watermark.strength, invalid_argument,
                   "--strength does not apply to CSV tables (they change one low-order bit per marked cell; use "
                   "--gamma and --bits)");
-  const CsvTable table = CsvTable::read(r.input);
+  const CsvTable table = CsvTable::read(r.input, o.csv);
   TableOptions to = o.table;
   to.p_threshold = o.watermark.p_threshold;
   TableMark m = embed_table(table, owner.key, owner.payload, to, backend);
-  table.write(r.output, m.edits, overwrite);
+  // A clean copy agrees on every marked cell: p = 2^-cells. Fewer cells than that can never
+  // reach the threshold, whatever the verifier sees.
+  const double bits_needed = std::ceil(-std::log2(o.watermark.p_threshold));
+  const auto cells = static_cast<double>(m.report.cells_marked);
+  if (cells < bits_needed) {
+    const std::string why =
+        cells == 0 ? detail::concat("no cell carries the mark (", m.report.rows, " rows, ", m.report.rows_selected,
+                                    " selected, ", m.report.cells_skipped, " selected cells empty or not numbers)")
+                   : detail::concat("only ", m.report.cells_marked, " cells carry the mark; even a perfect copy gives p = 2^-",
+                                    m.report.cells_marked, ", above ", o.watermark.p_threshold);
+    const double gamma = cells > 0 ? std::floor(o.table.gamma * cells / bits_needed) : 1;
+    const std::string fix = detail::concat(
+        "it needs at least ", bits_needed, " marked cells: ",
+        cells > 0 && gamma >= 1 ? detail::concat("use --gamma ", gamma, " or lower, ") : std::string(),
+        "mark more rows or numeric --columns, or pass --allow-weak to write it anyway");
+    DIDMARK_EXPECTS(w.allow_weak, invalid_argument, "'", r.input.string(), "': the mark could not be proved: ", why,
+                    "; nothing was written; ", fix);
+    r.warnings.push_back("the mark cannot be proved at p <= " + fixed("%.0e", o.watermark.p_threshold) + ": " + why);
+  }
+  table.write(r.output, m.edits, w.overwrite);
   r.outputs.push_back(r.output);
   r.table = std::move(m.report);
 }
 
-void embed_array_file(const Owner& owner, const InputOptions& o, bool overwrite, Backend& backend,
+void embed_array_file(const Owner& owner, const InputOptions& o, const InputWriteOptions& w, Backend& backend,
                       InputEmbedReport& r) {
   DIDMARK_EXPECTS(o.watermark.scheme == Scheme::spread_spectrum, unsupported,
                   "arrays are marked with spread spectrum only (drop --scheme ", scheme_name(o.watermark.scheme), ")");
@@ -73,7 +93,19 @@ void embed_array_file(const Owner& owner, const InputOptions& o, bool overwrite,
   ArrayEmbedReport rep = embed_array(src, dst, ids, owner.key, owner.payload, ao, backend);
   DIDMARK_EXPECTS(rep.within_budget, invalid_argument, "the mark would bring a row's cosine similarity to ",
                   rep.min_cosine, ", below ", ao.min_cosine, "; lower --strength (now ", ao.strength, ")");
-  write_npy(r.output, dst, overwrite);
+  const double need = hoeffding_z_threshold(ao.p_threshold);
+  if (rep.expected_z < need) {
+    const std::string why = detail::concat("expected z ", fixed("%.2f", rep.expected_z), " (", rep.rows_marked, " rows x ",
+                                           rep.dim, " at strength ", ao.strength, ") is below the ", fixed("%.2f", need),
+                                           " that p <= ", ao.p_threshold, " needs");
+    DIDMARK_EXPECTS(w.allow_weak, invalid_argument, "'", r.input.string(), "': the mark could not be proved: ", why,
+                    "; nothing was written; it needs ", array_min_elements(ao.strength, ao.p_threshold),
+                    " marked elements at this strength (several times that to survive subsets), or a strength of ",
+                    fixed("%.3f", std::min(0.2, 1.2 * need / std::sqrt(std::max(1.0, static_cast<double>(rep.rows_marked * rep.dim))))),
+                    " (at most 0.2); or pass --allow-weak to write it anyway");
+    r.warnings.push_back(why);
+  }
+  write_npy(r.output, dst, w.overwrite);
   r.outputs.push_back(r.output);
   r.row_identity = ids_path ? "ids from " + ids_path->string() : "row index (--fixed-order)";
   r.array = std::move(rep);
@@ -116,9 +148,9 @@ InputEmbedReport embed_input(const fs::path& input, const fs::path& output, cons
                     options.sketch_output.string(), "' already exists (use --force to overwrite)");
   }
   switch (r.format.kind) {
-    case InputKind::checkpoint: embed_checkpoint_file(owner, options, write.overwrite, backend, r); break;
-    case InputKind::table: embed_table_file(owner, options, write.overwrite, backend, r); break;
-    case InputKind::array: embed_array_file(owner, options, write.overwrite, backend, r); break;
+    case InputKind::checkpoint: embed_checkpoint_file(owner, options, write, backend, r); break;
+    case InputKind::table: embed_table_file(owner, options, write, backend, r); break;
+    case InputKind::array: embed_array_file(owner, options, write, backend, r); break;
   }
   if (!options.sketch_output.empty()) write_sketch(owner, options, write.overwrite, backend, r);
   return r;

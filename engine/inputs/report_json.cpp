@@ -66,6 +66,7 @@ nlohmann::json table_embed_json(const InputEmbedReport& in, const Owner& owner) 
           {"key_columns", r.key_columns},
           {"columns", r.columns},
           {"gamma", r.gamma},
+          {"delimiter", std::string(1, r.delimiter)},
           {"bits", r.bits},
           {"mean_abs_change_units", r.mean_abs_change_units},
           {"relative_change", r.mean_relative_change},
@@ -151,6 +152,9 @@ nlohmann::json verdict_json_of(const Verdict& v) {
     j["matches"] = r.matches;
     j["duplicate_rows"] = r.duplicate_rows;
     j["bits_covered"] = r.bits_covered;
+    j["key_columns"] = r.key_column_names;
+    j["mark_columns"] = r.mark_column_names;
+    j["delimiter"] = std::string(1, r.delimiter);
   } else if (v.array) {
     const ArrayVerifyReport& r = *v.array;
     j["format"] = "npy";

@@ -1,6 +1,7 @@
 // verify_input: one verification entry point for every kind of input and every edge.
 #include <chrono>
 
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/inputs.hpp"
 #include "didmark/io.hpp"
@@ -49,11 +50,24 @@ void verify_checkpoint_reader(const CheckpointReader& reader, std::span<const Ow
 
 void verify_table_file(const fs::path& path, std::span<const Owner> owners, const InputOptions& o, Backend& backend,
                        FileVerdicts& out) {
-  const CsvTable table = CsvTable::read(path);
+  const CsvTable table = CsvTable::read(path, o.csv);
   out.bytes = table.text().size();
   TableOptions to = o.table;
   to.p_threshold = o.watermark.p_threshold;
-  add_verdicts(owners, verify_table(table, claims_of(owners), to, backend), out);
+  const auto reports = verify_table(table, claims_of(owners), to, backend);
+  add_verdicts(owners, reports, out);
+  if (table.detected_delimiter() && table.delimiter() != ',')
+    out.warnings.push_back(detail::concat("read with the detected delimiter '", table.delimiter() == '\t' ? "\\t" : std::string(1, table.delimiter()), "'"));
+  // Rows whose identity repeats vote once: a key column full of duplicates (a renamed or
+  // wrong --key-column) leaves little to test, which reads as "not detected".
+  if (!reports.empty()) {
+    const TableVerifyReport& r = reports.front();
+    const int64_t selected = r.marked_rows + r.duplicate_rows;
+    if (selected > 0 && r.duplicate_rows * 10 > selected)
+      out.warnings.push_back(detail::concat(
+          r.duplicate_rows, " of ", selected, " selected rows repeat an earlier row's identity in key column(s) ",
+          detail::bounded_list(r.key_column_names, 4), ": is the key column right? (--key-column)"));
+  }
   inputs_detail::realign_verdicts({}, owners, o, backend, out);
 }
 

@@ -13,10 +13,12 @@
 #include <unordered_set>
 
 #include "common/atomic_file.hpp"
+#include "common/printable.hpp"
 #include "common/strings.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/mapped_output.hpp"
+#include "io/npy_detail.hpp"
 
 namespace didmark {
 namespace {
@@ -88,11 +90,11 @@ WatermarkOptions adjusted(WatermarkOptions o, CheckpointFormat f) {
 }
 
 // Refuse results that must not be written: nothing marked, or over the fidelity budget.
-void check_embed_result(const EmbedReport& r, const fs::path& in, const WatermarkOptions& o) {
+void check_embed_result(const EmbedReport& r, const fs::path& in, const WatermarkOptions& o, bool allow_weak) {
   if (r.tensors_marked == 0) {
     std::string why;
     for (const auto& t : r.tensors)
-      if (!t.used && why.size() < 200) why += (why.empty() ? "" : "; ") + t.name + ": " + t.skip_reason;
+      if (!t.used && why.size() < 200) why += (why.empty() ? "" : "; ") + detail::quoted(t.name) + ": " + t.skip_reason;
     DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': no tensor can carry a mark",
                   why.empty() ? std::string(" (the checkpoint has no tensors)") : " (" + why + ")",
                   "; choose tensors with --tensors");
@@ -101,9 +103,19 @@ void check_embed_result(const EmbedReport& r, const fs::path& in, const Watermar
     const TensorReport* worst = nullptr;
     for (const auto& t : r.tensors)
       if (t.used && (!worst || t.relative_change > worst->relative_change)) worst = &t;
-    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': tensor '", worst ? worst->name : "?",
+    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': tensor '", worst ? detail::quoted(worst->name) : "?",
                   "' would change by ", 100 * (worst ? worst->relative_change : 0), "%, over the budget of ",
                   100 * o.max_relative_change, "%; nothing was written (lower the strength)");
+  }
+  const double need = hoeffding_z_threshold(o.p_threshold);
+  if (!allow_weak && r.scheme == Scheme::spread_spectrum && r.expected_z < need) {
+    // z = strength * sqrt(N): the strength that reaches the threshold, with 20% to spare.
+    const double s = 1.2 * need / std::sqrt(static_cast<double>(std::max<int64_t>(r.elements_marked, 1)));
+    DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': the mark could not be proved: expected z ",
+                  std::round(r.expected_z * 100) / 100, " (", r.elements_marked, " elements at strength ", r.strength,
+                  ") is below the ", std::round(need * 100) / 100, " that p <= ", o.p_threshold,
+                  " needs; nothing was written. Use --strength ", std::ceil(s * 1e4) / 1e4,
+                  " or more (its change budget follows), mark more tensors, or pass --allow-weak to write it anyway");
   }
 }
 
@@ -115,7 +127,7 @@ struct Sharded {
 Sharded open_sharded(const fs::path& index_path) {
   Sharded s;
   s.index = read_safetensors_index(index_path);
-  const std::string iname = index_path.string();
+  const std::string iname = detail::printable(index_path.native(), 1024);
   std::unordered_map<std::string, std::string> where;
   for (const auto& [t, shard] : s.index.weight_map) where.emplace(t, shard);
   std::unordered_set<std::string> seen;
@@ -123,17 +135,18 @@ Sharded open_sharded(const fs::path& index_path) {
     s.shards.push_back(std::make_unique<SafetensorsFile>(s.index.folder() / shard));
     for (const auto& t : s.shards.back()->header().tensors) {
       const auto it = where.find(t.name);
-      DIDMARK_EXPECTS(it != where.end(), corrupt_input, "'", iname, "': tensor '", t.name, "' of shard '", shard,
-                      "' is not in the index's weight_map");
-      DIDMARK_EXPECTS(it->second == shard, corrupt_input, "'", iname, "': the index places tensor '", t.name,
-                      "' in '", it->second, "' but it is in '", shard, "'");
-      DIDMARK_EXPECTS(seen.insert(t.name).second, corrupt_input, "'", iname, "': tensor '", t.name,
-                      "' appears in two shards");
+      DIDMARK_EXPECTS(it != where.end(), corrupt_input, "'", iname, "': tensor '", detail::quoted(t.name),
+                      "' of shard '", detail::quoted(shard), "' is not in the index's weight_map");
+      DIDMARK_EXPECTS(it->second == shard, corrupt_input, "'", iname, "': the index places tensor '",
+                      detail::quoted(t.name), "' in '", detail::quoted(it->second), "' but it is in '",
+                      detail::quoted(shard), "'");
+      DIDMARK_EXPECTS(seen.insert(t.name).second, corrupt_input, "'", iname, "': tensor '",
+                      detail::quoted(t.name), "' appears in two shards");
     }
   }
   for (const auto& [t, shard] : s.index.weight_map)
-    DIDMARK_EXPECTS(seen.count(t), corrupt_input, "'", iname, "': the index lists tensor '", t, "' in '", shard,
-                    "', which does not hold it");
+    DIDMARK_EXPECTS(seen.count(t), corrupt_input, "'", iname, "': the index lists tensor '", detail::quoted(t),
+                    "' in '", detail::quoted(shard), "', which does not hold it");
   return s;
 }
 
@@ -297,19 +310,19 @@ std::vector<VerifyReport> verify_checkpoint(const CheckpointReader& r, std::span
 namespace {
 
 CheckpointEmbedReport embed_safetensors(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                        const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                        const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                         Backend& backend) {
   SafetensorsFile src(in);
   refuse_input_as_output(in, out);
   advise(*src.mapping());
-  SafetensorsWriter dst(out, src, overwrite);
+  SafetensorsWriter dst(out, src, write.overwrite);
   ViewPairs pairs;
   const auto s = src.tensors(), d = dst.tensors();
   for (std::size_t i = 0; i < s.size(); ++i) pairs.add(s[i], d[i]);
   CheckpointEmbedReport r;
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   dst.commit();
   r.outputs.push_back(out);
   r.bytes_read = r.bytes_written = src.size();
@@ -317,7 +330,7 @@ CheckpointEmbedReport embed_safetensors(const fs::path& in, const fs::path& out,
 }
 
 CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                    const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                    const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                     Backend& backend) {
   Sharded s = open_sharded(in);
   const bool out_is_index = detail::ascii_lower(out.filename().string()).ends_with(kIndexSuffix);
@@ -330,21 +343,21 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
   }
   refuse_input_as_output(in, index_out);
   for (const auto& shard : s.index.shards) refuse_input_as_output(s.index.folder() / shard, dir / shard);
-  refuse_existing(index_out, overwrite);
+  refuse_existing(index_out, write.overwrite);
 
   std::vector<std::unique_ptr<SafetensorsWriter>> writers;
   ViewPairs pairs;
   CheckpointEmbedReport r;
   for (std::size_t k = 0; k < s.shards.size(); ++k) {
     advise(*s.shards[k]->mapping());
-    writers.push_back(std::make_unique<SafetensorsWriter>(dir / s.index.shards[k], *s.shards[k], overwrite));
+    writers.push_back(std::make_unique<SafetensorsWriter>(dir / s.index.shards[k], *s.shards[k], write.overwrite));
     const auto a = s.shards[k]->tensors(), b = writers.back()->tensors();
     for (std::size_t i = 0; i < a.size(); ++i) pairs.add(a[i], b[i]);
     r.bytes_read += s.shards[k]->size();
   }
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   for (std::size_t k = 0; k < writers.size(); ++k) {
     writers[k]->commit();
     r.outputs.push_back(dir / s.index.shards[k]);
@@ -353,7 +366,7 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
   // The index last: a reader that finds it finds complete shards.
   const MappedFile index(in);
   const std::string text(reinterpret_cast<const char*>(index.data()), index.size());
-  detail::write_file_atomically(index_out, text, overwrite);
+  detail::write_file_atomically(index_out, text, write.overwrite);
   r.outputs.push_back(index_out);
   r.bytes_read += text.size();
   r.bytes_written += text.size();
@@ -361,16 +374,16 @@ CheckpointEmbedReport embed_sharded(const fs::path& in, const fs::path& out, con
 }
 
 CheckpointEmbedReport embed_torch(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                  const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                  const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                   Backend& backend) {
   refuse_input_as_output(in, out);
-  refuse_existing(out, overwrite);
+  refuse_existing(out, write.overwrite);
   TorchCheckpoint ck = TorchCheckpoint::load(in);
   CheckpointEmbedReport r;
   r.report = embed_in_place(ck.tensors(), key, payload, o, backend);
   r.withheld = ck.withheld();
-  check_embed_result(r.report, in, o);
-  ck.save(out, overwrite);
+  check_embed_result(r.report, in, o, write.allow_weak);
+  ck.save(out, write.overwrite);
   r.outputs.push_back(out);
   r.bytes_read = file_bytes(in);
   r.bytes_written = file_bytes(out);
@@ -378,24 +391,29 @@ CheckpointEmbedReport embed_torch(const fs::path& in, const fs::path& out, const
 }
 
 CheckpointEmbedReport embed_npy(const fs::path& in, const fs::path& out, const WatermarkKey& key,
-                                const Payload& payload, const WatermarkOptions& o, bool overwrite,
+                                const Payload& payload, const WatermarkOptions& o, const CheckpointWriteOptions& write,
                                 Backend& backend) {
   const NpyArray a = read_npy(in);
   refuse_input_as_output(in, out);
   advise(*a.file);
-  detail::MappedOutput dst(out, overwrite, a.file->size());
-  std::memcpy(dst.data(), a.file->data(), a.data_offset);
-  TensorView dv = a.view();
-  dv.data = dst.data() + a.data_offset;
+  // A converted (big-endian or Fortran-order) input is written little-endian in C order.
+  const std::string header = a.converted ? detail::npy_header_bytes(a.dtype, a.shape)
+                                         : std::string(reinterpret_cast<const char*>(a.file->data()), a.data_offset);
+  const TensorView sv = a.view();
+  detail::MappedOutput dst(out, write.overwrite, header.size() + sv.nbytes());
+  std::memcpy(dst.data(), header.data(), header.size());
+  TensorView dv = sv;
+  dv.data = dst.data() + header.size();
   ViewPairs pairs;
   pairs.add({"array", a.view()}, {"array", dv});
   CheckpointEmbedReport r;
   r.report = embed(pairs.src, pairs.dst, key, payload, o, backend);
   pairs.write_back();
-  check_embed_result(r.report, in, o);
+  check_embed_result(r.report, in, o, write.allow_weak);
   dst.commit();
   r.outputs.push_back(out);
-  r.bytes_read = r.bytes_written = a.file->size();
+  r.bytes_read = a.file->size();
+  r.bytes_written = header.size() + sv.nbytes();
   return r;
 }
 
@@ -409,10 +427,10 @@ CheckpointEmbedReport embed_checkpoint(const fs::path& input, const fs::path& ou
   const WatermarkOptions o = adjusted(options, format);
   CheckpointEmbedReport r;
   switch (format) {
-    case CheckpointFormat::safetensors: r = embed_safetensors(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::safetensors_sharded: r = embed_sharded(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::torch: r = embed_torch(in, output, key, payload, o, write.overwrite, backend); break;
-    case CheckpointFormat::npy: r = embed_npy(in, output, key, payload, o, write.overwrite, backend); break;
+    case CheckpointFormat::safetensors: r = embed_safetensors(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::safetensors_sharded: r = embed_sharded(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::torch: r = embed_torch(in, output, key, payload, o, write, backend); break;
+    case CheckpointFormat::npy: r = embed_npy(in, output, key, payload, o, write, backend); break;
   }
   r.format = format;
   return r;

@@ -1,44 +1,25 @@
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "common/printable.hpp"
+#include "common/regular_file.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 
 namespace didmark {
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    DIDMARK_EXPECTS(e != ENOENT, not_found, "'", path.string(), "' does not exist");
-    DIDMARK_THROW(Errc::io_error, "cannot open '", path.string(), "': ", std::strerror(e));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    DIDMARK_THROW(Errc::io_error, "cannot stat '", path.string(), "': ", std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    DIDMARK_THROW(Errc::invalid_argument, "'", path.string(), "' is not a regular file");
-  }
-  size_ = static_cast<std::size_t>(st.st_size);
+  // A FIFO, device or socket is refused before it can block or stream forever.
+  const detail::RegularFile f = detail::open_regular_file(path);
+  size_ = f.size;
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      const int e = errno;
-      ::close(fd);
-      DIDMARK_THROW(Errc::io_error, "cannot map '", path.string(), "': ", std::strerror(e));
-    }
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, f.fd.get(), 0);
+    DIDMARK_EXPECTS(p != MAP_FAILED, io_error, "cannot map '", detail::printable(path.native(), 1024), "': ",
+                    std::strerror(errno));
     data_ = static_cast<unsigned char*>(p);
   }
-  ::close(fd);
 }
 
 std::shared_ptr<MappedFile> MappedFile::in_memory(std::string bytes, std::filesystem::path name) {

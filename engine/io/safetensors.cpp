@@ -8,7 +8,8 @@
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/mapped_output.hpp"
-#include "io/printable.hpp"
+#include "common/printable.hpp"
+#include "didmark/limits.hpp"
 
 namespace didmark {
 namespace {
@@ -162,31 +163,110 @@ std::filesystem::path SafetensorsIndex::folder() const {
   return path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
 }
 
-SafetensorsIndex read_safetensors_index(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  MappedFile f(path);
-  Json j;
-  try {
-    j = Json::parse(reinterpret_cast<const char*>(f.data()), reinterpret_cast<const char*>(f.data()) + f.size());
-  } catch (const Json::exception& e) {
-    DIDMARK_THROW(Errc::corrupt_input, "'", name, "': index is not valid JSON: ", detail::printable(e.what()));
+namespace {
+
+// SAX reader of an index: {"weight_map": {name: shard, ...}, anything else skipped}, depth
+// capped, no document tree (ordered_json inserts keys by linear search: quadratic).
+class IndexSax final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::vector<std::pair<std::string, std::string>> weight_map;
+  std::string error;
+  bool has_weight_map = false;
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool string(string_t& v) override {
+    if (depth_ == 2 && in_map_) {
+      weight_map.emplace_back(std::move(key_), std::move(v));
+      return true;
+    }
+    return value();
   }
-  DIDMARK_EXPECTS(j.is_object(), corrupt_input, "'", name, "': index is not a JSON object");
-  const auto wm = j.find("weight_map");
-  DIDMARK_EXPECTS(wm != j.end() && wm->is_object(), corrupt_input, "'", name, "': index has no weight_map object");
+  bool start_object(std::size_t) override {
+    if (depth_ == 0) return deeper();
+    if (depth_ == 1 && top_key_ == "weight_map") {
+      if (has_weight_map) return fail("names weight_map twice");
+      has_weight_map = in_map_ = true;
+      return deeper();
+    }
+    return value() && deeper();
+  }
+  bool key(string_t& k) override {
+    if (depth_ == 1) top_key_ = k;
+    if (depth_ == 2 && in_map_) key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override {
+    if (depth_ == 2) in_map_ = false;
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override { return value() && deeper(); }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return fail("index is not valid JSON: ", detail::printable(e.what(), 200));
+  }
+
+ private:
+  template <class... A>
+  bool fail(const A&... a) {
+    if (error.empty()) error = detail::concat(a...);
+    return false;
+  }
+  bool deeper() {
+    if (++depth_ > kSafetensorsMaxDepth)
+      return fail("index nests JSON deeper than ", kSafetensorsMaxDepth, " levels (kSafetensorsMaxDepth)");
+    return true;
+  }
+  bool value() {
+    if (depth_ == 0) return fail("index is not a JSON object");
+    if (depth_ == 2 && in_map_) return fail("weight_map entry '", detail::quoted(key_), "' is not a file name");
+    if (depth_ == 1 && top_key_ == "weight_map") return fail("index has no weight_map object");
+    return true;
+  }
+
+  std::size_t depth_ = 0;
+  bool in_map_ = false;
+  std::string top_key_, key_;
+};
+
+}  // namespace
+
+SafetensorsIndex read_safetensors_index(const std::filesystem::path& path) {
+  const std::string name = detail::printable(path.native(), 1024);
+  MappedFile f(path);
+  IndexSax sax;
+  const auto* text = reinterpret_cast<const char*>(f.data());
+  const bool ok = nlohmann::json::sax_parse(text, text + f.size(), &sax);
+  DIDMARK_EXPECTS(ok && sax.error.empty(), corrupt_input, "'", name, "': ",
+                  sax.error.empty() ? std::string("index is not valid JSON") : sax.error);
+  DIDMARK_EXPECTS(sax.has_weight_map, corrupt_input, "'", name, "': index has no weight_map object");
+  {
+    std::vector<std::string_view> names;
+    names.reserve(sax.weight_map.size());
+    for (const auto& e : sax.weight_map) names.emplace_back(e.first);
+    std::sort(names.begin(), names.end());
+    const auto dup = std::adjacent_find(names.begin(), names.end());
+    DIDMARK_EXPECTS(dup == names.end(), corrupt_input, "'", name, "': weight_map names tensor '",
+                    detail::quoted(*dup), "' twice");
+  }
   SafetensorsIndex idx;
   idx.path = path;
   std::unordered_set<std::string> seen;
-  for (auto it = wm->begin(); it != wm->end(); ++it) {
-    DIDMARK_EXPECTS(it.value().is_string(), corrupt_input, "'", name, "': weight_map entry '", it.key(),
-                    "' is not a file name");
-    const std::string shard = it.value().get<std::string>();
+  for (auto& [tensor, shard] : sax.weight_map) {
     DIDMARK_EXPECTS(!shard.empty() && shard != "." && shard != ".." && shard.find('/') == std::string::npos &&
                         shard.find('\\') == std::string::npos && shard.find('\0') == std::string::npos,
-                    corrupt_input, "'", name, "': weight_map entry '", it.key(), "' names '", shard,
-                    "', which is not a plain file name in the index's folder");
+                    corrupt_input, "'", name, "': weight_map entry '", detail::quoted(tensor), "' names '",
+                    detail::quoted(shard), "', which is not a plain file name in the index's folder");
     if (seen.insert(shard).second) idx.shards.push_back(shard);
-    idx.weight_map.emplace_back(it.key(), shard);
+    idx.weight_map.emplace_back(std::move(tensor), std::move(shard));
   }
   DIDMARK_EXPECTS(!idx.shards.empty(), corrupt_input, "'", name, "': index lists no shards");
   return idx;

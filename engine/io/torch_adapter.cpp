@@ -7,20 +7,21 @@
 #include <torch/csrc/jit/serialization/unpickler.h>
 
 #include <algorithm>
-#include <array>
-#include <fstream>
-#include <iterator>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "common/atomic_file.hpp"
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
+#include "didmark/limits.hpp"
 #include "io/torch_legacy.hpp"
 #include "io/torch_pickle.hpp"
-#include "io/torch_save.hpp"
 #include "io/torch_plugin.hpp"
+#include "io/torch_save.hpp"
 
 namespace didmark {
 namespace {
@@ -42,17 +43,39 @@ std::optional<DType> to_dtype(at::ScalarType t) {
 }
 
 // Run a LibTorch call, turning its c10::Error into ours (first line of the message only:
-// LibTorch appends a C++ backtrace).
+// LibTorch appends a C++ backtrace). Standard exceptions from inside LibTorch (a vector's
+// at()) are input problems too; ours pass through.
 template <class F>
 auto torch_call(const std::string& what, Errc code, F&& f) -> decltype(f()) {
   try {
     return f();
+  } catch (const Error&) {
+    throw;
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
     if (const auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    DIDMARK_THROW(code, what, ": ", msg);
+    DIDMARK_THROW(code, what, ": ", detail::printable(msg, 300));
+  } catch (const std::exception& e) {
+    DIDMARK_THROW(code, what, ": ", detail::printable(e.what(), 300));
   }
 }
+
+// LibTorch reads the zip from the bytes didmark validated (never by path, which could be
+// swapped in between), and never past their end.
+class SpanReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit SpanReadAdapter(std::span<const unsigned char> bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* = "") const override {
+    if (pos >= bytes_.size()) return 0;
+    const size_t k = std::min<uint64_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, k);
+    return k;
+  }
+
+ private:
+  std::span<const unsigned char> bytes_;
+};
 
 struct Loaded final : detail::TorchLoaded {
   c10::IValue root;
@@ -68,9 +91,24 @@ struct Loaded final : detail::TorchLoaded {
 struct Walker {
   std::vector<std::pair<std::string, at::Tensor>> found;
   std::vector<std::pair<std::string, std::string>> withheld;
+  std::string file;
+  uint64_t name_bytes = 0;  // built so far: a long key repeated down a deep path is refused
 
-  static std::string join(const std::string& prefix, const std::string& key) {
-    return prefix.empty() ? key : prefix + "." + key;
+  std::string join(const std::string& prefix, std::string_view key) {
+    const std::size_t n = prefix.size() + 1 + key.size();
+    DIDMARK_EXPECTS(n <= kMaxTensorNameBytes, corrupt_input, "'", file,
+                    "': a name inside the checkpoint is longer than ", kMaxTensorNameBytes,
+                    " bytes (kMaxTensorNameBytes)");
+    name_bytes += n;
+    DIDMARK_EXPECTS(name_bytes <= kPickleMaxPathBytes, corrupt_input, "'", file,
+                    "': the names of its values add up to more than ", kPickleMaxPathBytes,
+                    " bytes (kPickleMaxPathBytes)");
+    std::string out;
+    out.reserve(n);
+    out.append(prefix);
+    if (!prefix.empty()) out.push_back('.');
+    out.append(key);
+    return out;
   }
   static std::string key_text(const c10::IValue& k) {
     if (k.isString()) return k.toStringRef();
@@ -103,7 +141,10 @@ struct Walker {
       auto d = v.toGenericDict();
       std::vector<std::pair<c10::IValue, c10::IValue>> changes;
       for (const auto& e : d) {
-        if (auto r = visit(e.value(), join(name, key_text(e.key())))) changes.emplace_back(e.key(), *r);
+        const c10::IValue& k = e.key();
+        const std::string number = k.isString() ? std::string() : key_text(k);
+        if (auto r = visit(e.value(), join(name, k.isString() ? std::string_view(k.toStringRef()) : number)))
+          changes.emplace_back(e.key(), *r);
       }
       for (auto& [k, r] : changes) d.insert_or_assign(k, r);
       return std::nullopt;
@@ -130,45 +171,26 @@ struct Walker {
   }
 };
 
-std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  DIDMARK_EXPECTS(std::filesystem::exists(path), not_found, "'", name, "' does not exist");
+std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path, std::span<const unsigned char> file,
+                                          std::string_view pickle) {
+  const std::string name = detail::printable(path.native(), 1024);
   auto impl = std::make_unique<Loaded>();
-  // The legacy format (not a zip) is parsed by didmark (torch_legacy.hpp); LibTorch then
-  // reads its object pickle and storages just as a zip file's data.pkl and records.
-  std::string whole;
+  // The legacy format (not a zip, validated by open_torch_file like a zip) is parsed by
+  // didmark (torch_legacy.hpp); LibTorch then reads its object pickle and storages just as a
+  // zip file's data.pkl and records.
   std::optional<detail::LegacyTorch> legacy;
-  {
-    std::ifstream f(path, std::ios::binary);
-    std::array<char, 16> head{};
-    f.read(head.data(), head.size());
-    if (detail::is_legacy_torch({reinterpret_cast<const unsigned char*>(head.data()), static_cast<std::size_t>(f.gcount())})) {
-      f.clear();
-      f.seekg(0);
-      whole.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-      DIDMARK_EXPECTS(!f.bad(), io_error, "cannot read '", name, "'");
-      legacy = detail::read_legacy_torch({reinterpret_cast<const unsigned char*>(whole.data()), whole.size()}, name);
-    }
-  }
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
-  if (!legacy)
-    reader = torch_call(detail::concat("'", name, "' is not a readable torch.save file"), Errc::corrupt_input,
-                        [&] { return std::make_unique<caffe2::serialize::PyTorchStreamReader>(name); });
+  if (detail::is_legacy_torch(file))
+    legacy = detail::read_legacy_torch(file, name);
+  else
+    reader = torch_call(detail::concat("'", name, "' is not a readable torch.save zip file"), Errc::corrupt_input, [&] {
+      return std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<SpanReadAdapter>(file));
+    });
   const std::string context = detail::concat("cannot read '", name, "'");
-  std::string pickle;
-  if (legacy) {
-    pickle = std::move(legacy->pickle);
-  } else {
-    DIDMARK_EXPECTS(reader->hasRecord("data.pkl"), unsupported, "'", name,
-                    "' has no data.pkl: a TorchScript archive or another zip file, not a torch.save file");
-    auto [pkl, pkl_size] = torch_call(context, Errc::corrupt_input, [&] { return reader->getRecord("data.pkl"); });
-    pickle.assign(static_cast<const char*>(pkl.get()), pkl_size);
-  }
-  const detail::PickleFixup fixed = detail::fix_torch_pickle(pickle);
   std::size_t pos = 0;
   auto read = [&](char* buf, std::size_t n) {
-    const std::size_t k = std::min(n, fixed.bytes.size() - pos);
-    std::memcpy(buf, fixed.bytes.data() + pos, k);
+    const std::size_t k = std::min(n, pickle.size() - pos);
+    std::memcpy(buf, pickle.data() + pos, k);
     pos += k;
     return k;
   };
@@ -188,7 +210,7 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path) {
     try {
       t = torch::jit::Unpickler::defaultTypeParser(qn.qualifiedName());
     } catch (const c10::Error&) {
-      DIDMARK_THROW(Errc::unsupported, "'", name, "' holds an object of class ", qn.qualifiedName(),
+      DIDMARK_THROW(Errc::unsupported, "'", name, "' holds an object of class ", detail::quoted(qn.qualifiedName()),
                     "; only tensors, numbers, strings and containers are read");
     }
     return c10::StrongTypePtr(cu, t);
@@ -208,24 +230,23 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path) {
   });
 
   Walker w;
+  w.file = name;
   if (auto r = w.visit(impl->root, "")) impl->root = *r;
   impl->held = std::move(w.withheld);
-  // Tied weights and views share memory: keep the first name, withhold the others.
-  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
-  std::vector<std::string> owners;
+  // Tied weights and views share memory: keep the first name, withhold the others. The
+  // kept ranges are disjoint, so the one starting last before a range's end is the only one
+  // it can overlap: O(log n) per tensor (a scan of all kept ranges was quadratic).
+  std::map<uintptr_t, std::pair<uintptr_t, std::string>> kept;  // begin -> (end, name)
   for (auto& [tname, t] : w.found) {
     const auto b = reinterpret_cast<uintptr_t>(t.data_ptr());
     const auto e = b + t.numel() * t.element_size();
-    std::string shared;
-    for (std::size_t i = 0; i < ranges.size() && b != e; ++i)
-      if (b < ranges[i].second && ranges[i].first < e) shared = owners[i];
-    if (!shared.empty()) {
-      impl->held.emplace_back(tname, "shares memory with '" + shared + "'");
-      continue;
-    }
     if (b != e) {
-      ranges.emplace_back(b, e);
-      owners.push_back(tname);
+      auto it = kept.lower_bound(e);
+      if (it != kept.begin() && (--it)->second.first > b) {
+        impl->held.emplace_back(tname, "shares memory with '" + it->second.second + "'");
+        continue;
+      }
+      kept.emplace(b, std::make_pair(e, tname));
     }
     std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
     impl->views.push_back({tname, TensorView::contiguous(t.data_ptr(), *to_dtype(t.scalar_type()), shape)});
@@ -275,14 +296,14 @@ struct ToTorchValue {
       }
       return detail::TorchValue::container(K::dict, std::move(items));
     }
-    DIDMARK_THROW(Errc::unsupported, "cannot write '", file, "': the value at '", where, "' is a ", v.tagKind(),
+    DIDMARK_THROW(Errc::unsupported, "cannot write '", file, "': the value at '", detail::quoted(where), "' is a ", v.tagKind(),
                   ", which didmark does not write to PyTorch files");
   }
 
   detail::TorchValue tensor(const at::Tensor& t, const std::string& where) {
     if (!t.defined()) return detail::TorchValue::none_value();
     DIDMARK_EXPECTS(t.layout() == at::kStrided && !t.is_quantized() && t.device().is_cpu(), unsupported,
-                    "cannot write '", file, "': tensor '", where, "' is not a dense CPU tensor");
+                    "cannot write '", file, "': tensor '", detail::quoted(where), "' is not a dense CPU tensor");
     const c10::StorageImpl* impl = t.storage().unsafeGetStorageImpl();
     auto it = index.find(impl);
     if (it == index.end()) {
@@ -292,8 +313,8 @@ struct ToTorchValue {
       it = index.emplace(impl, std::make_pair(storages.size() - 1, t.scalar_type())).first;
     }
     // torch.save refuses this too: one storage is one dtype in the file.
-    DIDMARK_EXPECTS(it->second.second == t.scalar_type(), unsupported, "cannot write '", file, "': tensor '", where,
-                    "' views a storage of another dtype");
+    DIDMARK_EXPECTS(it->second.second == t.scalar_type(), unsupported, "cannot write '", file, "': tensor '",
+                    detail::quoted(where), "' views a storage of another dtype");
     detail::TorchValue out;
     out.kind = detail::TorchValue::Kind::tensor;
     out.storage = it->second.first;
@@ -310,7 +331,7 @@ struct ToTorchValue {
 // under weights_only=True.
 void Loaded::save(const std::filesystem::path& path, bool overwrite) const {
   ToTorchValue conv;
-  conv.file = path.string();
+  conv.file = detail::printable(path.native(), 1024);
   const detail::TorchValue value = conv(root, "", 0);
   detail::write_torch_file(path, value, conv.storages, overwrite);
 }

@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
+#include "io/torch_archive.hpp"
 #include "io/torch_loader.hpp"
 #include "io/torch_plugin.hpp"
 #include "io/torch_save.hpp"
@@ -47,7 +49,8 @@ const detail::TorchPlugin& plugin() {
   std::call_once(once, [] {
     for (const auto& path : plugin_candidates()) {
       std::error_code ec;
-      if (path.find('/') != std::string::npos && !std::filesystem::exists(path, ec)) continue;
+      // Only a regular file is loaded (never blocks on a FIFO named by $DIDMARK_TORCH_PLUGIN).
+      if (path.find('/') != std::string::npos && !std::filesystem::is_regular_file(path, ec)) continue;
       void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!h) {
         failure += std::string("; ") + ::dlerror();
@@ -106,22 +109,28 @@ std::shared_ptr<TorchLoader> torch_loader() {
 }  // namespace detail
 
 TorchCheckpoint TorchCheckpoint::load(const std::filesystem::path& path) {
-  if (const auto loader = detail::torch_loader()) {
-    if (auto loaded = loader->load(path)) {
-      auto impl = std::make_unique<Impl>();
-      impl->loaded = std::move(loaded);
-      return TorchCheckpoint(std::move(impl));
+  const auto loader = detail::torch_loader();
+  const detail::TorchPlugin* plug = nullptr;
+  auto need_plugin = [&] {
+    try {
+      plug = &plugin();
+    } catch (const Error& e) {
+      DIDMARK_THROW(e.code(), "cannot read '", detail::printable(path.native(), 1024), "': ", e.what());
     }
-  }
-  const detail::TorchPlugin* pp = nullptr;
-  try {
-    pp = &plugin();
-  } catch (const Error& e) {
-    DIDMARK_THROW(e.code(), "cannot read '", path.string(), "': ", e.what());
-  }
-  const detail::TorchPlugin& p = *pp;
+  };
+  if (!loader) need_plugin();  // nothing could read it: say so before reading
+  // Our own checks first, whoever loads it (regular file, zip directory or legacy stream,
+  // pickle, storages against records): the loader then reads exactly these bytes, never the
+  // path, which could be swapped in between.
+  const MappedFile file(path);
+  const std::span<const unsigned char> bytes(file.data(), file.size());
+  const detail::TorchArchive archive = detail::open_torch_file(bytes, path.native());
   auto impl = std::make_unique<Impl>();
-  impl->loaded = p.load(path);
+  if (loader) {
+    if ((impl->loaded = loader->load(path, bytes))) return TorchCheckpoint(std::move(impl));
+    need_plugin();
+  }
+  impl->loaded = plug->load(path, bytes, archive.fixed.bytes);
   return TorchCheckpoint(std::move(impl));
 }
 

@@ -6,6 +6,7 @@
 // the CLI and the server never install one and keep the plugin.
 #include <filesystem>
 #include <memory>
+#include <span>
 
 #include "io/torch_plugin.hpp"
 
@@ -14,9 +15,11 @@ namespace didmark::detail {
 class TorchLoader {
  public:
   virtual ~TorchLoader() = default;
-  /// The file loaded, or nullptr to let the LibTorch plugin read it (e.g. torch is not
-  /// importable). Errors are didmark::Error naming the file.
-  virtual std::unique_ptr<TorchLoaded> load(const std::filesystem::path& path) = 0;
+  /// The file loaded from `file`, its bytes as didmark validated them (open_torch_file; a
+  /// mapping alive for the call only), or nullptr to let the LibTorch plugin read it (e.g.
+  /// torch is not importable). `path` names the file in messages only. Errors are
+  /// didmark::Error naming the file.
+  virtual std::unique_ptr<TorchLoaded> load(const std::filesystem::path& path, std::span<const unsigned char> file) = 0;
 };
 
 /// Install (or with nullptr remove) the loader TorchCheckpoint::load asks first.

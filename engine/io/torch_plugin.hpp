@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,11 +24,17 @@ class TorchLoaded {
   virtual void save(const std::filesystem::path& path, bool overwrite) const = 0;
 };
 
-inline constexpr int kTorchPluginAbi = 1;
+// 2: load() takes the file's bytes and the validated pickle (torch_archive.hpp), so that
+// LibTorch reads exactly what didmark checked, never the path itself.
+inline constexpr int kTorchPluginAbi = 2;
 
 struct TorchPlugin {
   int abi = kTorchPluginAbi;
-  std::unique_ptr<TorchLoaded> (*load)(const std::filesystem::path& path) = nullptr;
+  /// `file`: the whole torch.save file (a mapping, alive for the call); `pickle`: its
+  /// data.pkl, validated and rewritten for LibTorch 1.13 (open_torch_archive). `path` names
+  /// the file in messages only.
+  std::unique_ptr<TorchLoaded> (*load)(const std::filesystem::path& path, std::span<const unsigned char> file,
+                                       std::string_view pickle) = nullptr;
   void (*save_tensors)(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
                        bool overwrite) = nullptr;
 };

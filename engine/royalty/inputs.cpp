@@ -1,8 +1,8 @@
 // Weights files, policy files and canonical JSON of arbitrary text.
-#include <fstream>
 #include <set>
 #include <sstream>
 
+#include "common/regular_file.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
 #include "didmark/royalty.hpp"
@@ -14,17 +14,12 @@ namespace didmark {
 
 namespace {
 
+// Weights and policy files: a million payees is ~100 MB of JSON.
+constexpr std::size_t kMaxRoyaltyInputBytes = std::size_t{1} << 30;
+
 std::string read_file(const std::filesystem::path& path, std::string_view what) {
-  std::error_code ec;
-  DIDMARK_EXPECTS(std::filesystem::exists(path, ec), not_found, what, " '", path.string(), "' does not exist");
-  DIDMARK_EXPECTS(!std::filesystem::is_directory(path, ec), invalid_argument, what, " '", path.string(),
-                  "' is a folder");
-  std::ifstream in(path, std::ios::binary);
-  DIDMARK_EXPECTS(in.good(), io_error, "cannot open ", what, " '", path.string(), "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  DIDMARK_EXPECTS(!in.bad(), io_error, "reading ", what, " '", path.string(), "' failed");
-  return ss.str();
+  // Never blocks on a FIFO, never opens a device: only a regular file is read.
+  return detail::read_regular_file(path, what, kMaxRoyaltyInputBytes);
 }
 
 bool exact_in_double(uint64_t m) {

@@ -13,7 +13,8 @@ struct Selection {
   std::string reason;   ///< why not eligible
 };
 
-/// Apply the policy to every tensor; throws for named tensors that are missing or unusable.
+/// Apply the policy to every tensor (patterns matched with RE2: linear time, no
+/// backtracking); throws for named tensors that are missing or unusable.
 std::vector<Selection> select_tensors(std::span<const NamedTensor> tensors, const EligibilityPolicy& policy);
 
 }  // namespace didmark::detail

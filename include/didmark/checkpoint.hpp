@@ -88,6 +88,10 @@ class CheckpointReader {
 struct CheckpointWriteOptions {
   /// Replace an existing output (never the input itself: that is always refused).
   bool overwrite = false;
+  /// Write a mark that could not be proved: spread spectrum whose expected z (strength x
+  /// sqrt(elements marked)) is below the threshold of the p-value asked for. Refused by
+  /// default, with the strength that would reach it.
+  bool allow_weak = false;
 };
 
 struct CheckpointEmbedReport {
@@ -108,7 +112,9 @@ struct CheckpointEmbedReport {
 ///    `write.overwrite`;
 ///  * a checkpoint with no tensor the policy makes eligible (Errc::invalid_argument);
 ///  * a result outside the fidelity budget (report.within_budget false): nothing is
-///    written, Errc::invalid_argument naming the worst tensor.
+///    written, Errc::invalid_argument naming the worst tensor;
+///  * a spread-spectrum mark too weak to prove at options.p_threshold (unless
+///    write.allow_weak): Errc::invalid_argument with the strength that would do.
 /// For sharded checkpoints `output` is a folder (created when missing) or an index path in
 /// it; the shards are written first and the index last.
 CheckpointEmbedReport embed_checkpoint(const std::filesystem::path& input, const std::filesystem::path& output,

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "didmark/backend.hpp"
+#include "didmark/limits.hpp"
 #include "didmark/tensor.hpp"
 #include "didmark/watermark.hpp"
 
@@ -57,21 +58,43 @@ struct CellEdit {
   std::string raw;  ///< new bytes of the cell
 };
 
+/// How a CSV file is read.
+struct CsvOptions {
+  /// Field separator: ',', ';', '\t' or '|'; 0 (the default) detects it from the header
+  /// line: the candidate that splits the header into the most fields and the next lines
+  /// (up to 16) into as many, ',' when none occurs. CsvTable::delimiter() says which was
+  /// used and CsvTable::detected_delimiter() whether it was detected.
+  char delimiter = 0;
+  /// Most columns (kCsvMaxColumns by default).
+  std::size_t max_columns = kCsvMaxColumns;
+  /// Longest record in bytes (kCsvMaxRecordBytes by default).
+  std::size_t max_record_bytes = kCsvMaxRecordBytes;
+};
+
+/// The delimiters CsvOptions::delimiter accepts (besides 0 for detection).
+inline constexpr std::string_view kCsvDelimiters = ",;\t|";
+
 /// A CSV table (RFC 4180): the file's bytes plus the position of every field.
 ///
-/// Fields are separated by ',' and records by LF or CRLF (mixed is fine); a field may be
-/// quoted with '"' and then hold commas, line breaks and doubled quotes. The first record
-/// is the header. A UTF-8 byte order mark is kept and ignored. Every record must have as
-/// many fields as the header. Malformed input throws Errc::corrupt_input naming the source,
-/// the line and the column (both 1-based; the column counts bytes within the line) and the
-/// field number. Writing replaces only edited cells: all other bytes are copied as read.
+/// Fields are separated by the delimiter (',' unless another is given or detected: ';', tab
+/// and '|' are the others) and records by LF or CRLF (mixed is fine); a field may be quoted
+/// with '"' and then hold delimiters, line breaks and doubled quotes. The first record is
+/// the header. A UTF-8 byte order mark is kept and ignored. Every record must have as many
+/// fields as the header. Malformed input throws Errc::corrupt_input naming the source, the
+/// line and the column (both 1-based; the column counts bytes within the line) and the
+/// field number, and saying what is likely wrong (CR-only line breaks, another delimiter);
+/// messages quote at most a few names and count the rest. At most CsvOptions::max_columns
+/// columns and max_record_bytes per record are read (kCsvMaxColumns, kCsvMaxRecordBytes),
+/// so no line can make the reader balloon. Writing replaces only edited cells: all other
+/// bytes are copied as read.
 class CsvTable {
  public:
   CsvTable() = default;
   /// Parse `text`; `source` names it in error messages.
-  static CsvTable parse(std::string text, std::string source = "<memory>");
-  /// Read and parse a file (Errc::not_found / io_error when it cannot be read).
-  static CsvTable read(const std::filesystem::path& path);
+  static CsvTable parse(std::string text, std::string source = "<memory>", const CsvOptions& options = {});
+  /// Read and parse a file (Errc::not_found / io_error when it cannot be read; FIFOs, devices
+  /// and folders are refused without blocking, Errc::invalid_argument).
+  static CsvTable read(const std::filesystem::path& path, const CsvOptions& options = {});
 
   int64_t rows() const noexcept { return rows_; }
   int columns() const noexcept { return static_cast<int>(header_.size()); }
@@ -79,6 +102,16 @@ class CsvTable {
   const std::vector<std::string>& header() const noexcept { return header_; }
   /// Index of the column named `name` (exact match), or nullopt.
   std::optional<int> column_index(std::string_view name) const;
+  /// The field separator used: ',', ';', '\t' or '|'.
+  char delimiter() const noexcept { return delimiter_; }
+  /// True when delimiter() was detected from the header line (CsvOptions::delimiter was 0).
+  bool detected_delimiter() const noexcept { return detected_delimiter_; }
+  /// Numbers may use ',' as their decimal point (the delimiter is not ','): pass this to
+  /// DecimalCell::parse.
+  bool decimal_comma() const noexcept { return delimiter_ != ','; }
+  /// The column names for a message: the first `max` quoted (control characters escaped,
+  /// long names cut), then "and N more".
+  std::string describe_columns(std::size_t max = 8) const;
 
   /// The bytes of a data cell as in the file (quotes included).
   std::string_view raw_cell(int64_t row, int column) const;
@@ -98,6 +131,8 @@ class CsvTable {
  private:
   std::string text_;
   std::string source_;
+  char delimiter_ = ',';
+  bool detected_delimiter_ = false;
   std::vector<std::string> header_;
   int64_t rows_ = 0;
   std::size_t bom_ = 0;
@@ -109,9 +144,11 @@ class CsvTable {
 };
 
 /// A plain decimal number as written in a CSV cell: [+|-] digits [. digits], at most 18
-/// digits in all, no exponent, no spaces. The watermark works on the integer `mantissa`
-/// (all digits, the decimal point removed) at the cell's own scale: '12.345' is 12345 with
-/// 3 decimals, '-007' is 7 with a '-' sign and an integer width of 3.
+/// digits in all, no exponent, no spaces; with `decimal_comma`, ',' may be the decimal point
+/// instead ("12,5", as files delimited by ';' write them), and format() writes it back.
+/// The watermark works on the integer `mantissa` (all digits, the decimal point removed) at
+/// the cell's own scale: '12.345' is 12345 with 3 decimals, '-007' is 7 with a '-' sign and
+/// an integer width of 3.
 struct DecimalCell {
   uint64_t mantissa = 0;
   int decimals = 0;    ///< digits after the point (the point is kept even with 0 of them)
@@ -120,12 +157,14 @@ struct DecimalCell {
   int int_digits = 0;
   char sign = 0;       ///< 0, '+' or '-'
   bool point = false;  ///< the text has a decimal point
+  char point_char = '.';  ///< the decimal point as written: '.' or ','
 
-  /// nullopt when `text` is not such a number.
-  static std::optional<DecimalCell> parse(std::string_view text);
-  /// The text of this number: same sign, same number of decimals, the integer part
-  /// zero-padded to int_digits. parse(format()) gives back the same mantissa and scale, and
-  /// format() of an unchanged parse is the original text.
+  /// nullopt when `text` is not such a number. `decimal_comma`: accept ',' as the point too
+  /// (CsvTable::decimal_comma()).
+  static std::optional<DecimalCell> parse(std::string_view text, bool decimal_comma = false);
+  /// The text of this number: same sign, same number of decimals, the same decimal point,
+  /// the integer part zero-padded to int_digits. parse(format()) gives back the same
+  /// mantissa and scale, and format() of an unchanged parse is the original text.
   std::string format() const;
   /// The value as a double (for reports).
   double value() const;
@@ -166,6 +205,7 @@ struct TableEmbedReport {
   double max_relative_change = 0;    ///< max |change| / |value| over changed non-zero cells
   double mean_relative_change = 0;
   uint32_t gamma = 0, bits = 0;
+  char delimiter = ',';  ///< the CSV's field separator
   double seconds = 0;
   std::string backend;
 };
@@ -191,6 +231,11 @@ struct TableVerifyReport {
   std::vector<uint8_t> decoded;
   std::vector<int32_t> votes;  ///< per payload bit: (#votes for 1) - (#votes for 0)
   int columns = 0;
+  /// The columns the test used: the key column(s) and the columns that may carry the mark,
+  /// and the CSV's field separator (',' ';' '\t' '|').
+  std::vector<std::string> key_column_names;
+  std::vector<std::string> mark_column_names;
+  char delimiter = ',';
   double seconds = 0;
 };
 

@@ -111,6 +111,8 @@ struct InputOptions {
   WatermarkOptions watermark;
   /// Tables: key columns, mark columns, gamma, bits.
   TableOptions table;
+  /// Tables: how the CSV is read (delimiter, detected by default; limits).
+  CsvOptions csv;
   /// Arrays: strength and cosine budget (p_threshold comes from `watermark`).
   ArrayOptions array;
   /// Arrays: a .npy of one integer id per row. Empty: the sidecar `<stem>.ids.npy` beside the
@@ -198,6 +200,10 @@ FileVerdicts verify_safetensors_bytes(std::string bytes, std::string_view name, 
 
 struct InputWriteOptions {
   bool overwrite = false;  ///< replace an existing output (never the input)
+  /// Write a mark that could not be proved at the p-value threshold (too few elements, cells
+  /// or rows for its strength). Refused by default, with what would do; when allowed, the
+  /// report carries a warning instead.
+  bool allow_weak = false;
 };
 
 /// What embed_input did: the report of the input's kind (exactly one is set).
@@ -223,7 +229,8 @@ AlignmentSketch sketch_input(const std::filesystem::path& path, std::string did,
 
 /// Mark `input` into a new `output` for `owner`, atomically; the input is only read.
 /// Refused (nothing written): an output that is the input or exists without overwrite, an
-/// input with nothing to mark, a change over the budget.
+/// input with nothing to mark, a change over the budget, a mark too weak to prove (see
+/// InputWriteOptions::allow_weak).
 InputEmbedReport embed_input(const std::filesystem::path& input, const std::filesystem::path& output,
                              const Owner& owner, const InputOptions& options, const InputWriteOptions& write = {},
                              Backend& backend = default_backend());

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "didmark/limits.hpp"
 #include "didmark/tensor.hpp"
 #include "didmark/watermark.hpp"
 
@@ -24,7 +25,9 @@ namespace didmark {
 /// A read-only memory mapping of a whole file (empty files map to size 0, data nullptr).
 class MappedFile {
  public:
-  /// Errc::not_found when missing, Errc::io_error when unreadable.
+  /// Errc::not_found when missing, Errc::permission / io_error when unreadable,
+  /// Errc::invalid_argument for anything but a regular file (a FIFO, device, socket or folder
+  /// is refused without blocking: see detail::open_regular_file).
   explicit MappedFile(const std::filesystem::path& path);
   /// Bytes already in memory, read through the same interface (a request's inline file);
   /// `name` stands for the file in messages.
@@ -53,20 +56,35 @@ struct NpyArray {
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
   std::size_t data_offset = 0;  ///< byte offset of the data in the file
+  bool big_endian = false;      ///< the file stores big-endian items (converted in `converted`)
+  bool fortran_order = false;   ///< the file stores the array in Fortran order (converted)
+  /// For big-endian or Fortran-order files: a private little-endian C-order copy of the data,
+  /// which view() shows; null when the mapping is used as it is.
+  std::shared_ptr<std::vector<unsigned char>> converted;
 
-  /// A view into the mapping. Read-only memory: do not write through it.
+  /// A view of the data: into the mapping, or into `converted`. Read-only memory: do not
+  /// write through it.
   TensorView view() const;
 };
 
-/// Read a .npy file. Little-endian C-order arrays of f64, f32, f16, i64, i32, i16, i8, u8
-/// and bool are accepted; Fortran order, big-endian data, object arrays and a data size
-/// that does not match the header are refused (Errc::corrupt_input / unsupported, naming
-/// the file and the problem).
+/// Read a .npy file. f64, f32, f16, i64, i32, i16, i8, u8 and bool arrays are accepted, of
+/// either byte order and in C or Fortran order: big-endian and Fortran-order data are
+/// converted on load to a private little-endian C-order copy (NpyArray::converted; no
+/// larger than the file). Object, string and structured arrays, unsigned types wider than a
+/// byte, a header longer than kNpyMaxHeader, more than kMaxTensorRank dimensions and a data
+/// size that does not match the header are refused (Errc::corrupt_input / unsupported,
+/// naming the file and the problem). FIFOs and devices are refused without blocking.
 NpyArray read_npy(const std::filesystem::path& path);
 
 /// The .npy 1.0 header (magic, length, dict, padding to 64 bytes) of a C-order array; the
 /// data follows it. Errc::unsupported for dtypes numpy has not (bf16).
 std::string npy_header(DType dtype, std::span<const int64_t> shape);
+
+/// Row identities for a dataset array, from a .npy of integers of shape (N,) or (N, 1):
+/// int16, uint16, int32, uint32, int64 and uint64 (values up to 2^63 - 1), either byte order,
+/// converted to int64. Floating, bool and 8-bit arrays are refused (Errc::invalid_argument
+/// saying what row ids must be), as is a count other than `expected_rows` (when >= 0).
+std::vector<int64_t> read_row_ids(const std::filesystem::path& path, int64_t expected_rows = -1);
 
 /// The .npy bytes of a contiguous host view (header + data). bf16 has no numpy dtype and
 /// is refused (Errc::unsupported).
@@ -114,21 +132,25 @@ struct SafetensorsHeader {
   uint64_t data_bytes() const noexcept { return tensors.empty() ? 0 : tensors.back().end; }
 };
 
-/// Largest header the reader accepts (bytes of JSON), as in the reference implementation.
-inline constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;
-
 /// Parse and validate the header of a whole safetensors file held in `file` (normally a
 /// mapping). The checks are those of the reference reader, with overflow-checked arithmetic:
 ///  * at least 8 bytes; N <= kSafetensorsMaxHeader; 8 + N <= file size;
-///  * the header is UTF-8 JSON and an object ('{' first); no duplicate names;
-///  * `__metadata__`, when present, maps strings to strings;
-///  * each tensor has a known dtype, a shape of non-negative integers and exactly two
+///  * the header is UTF-8 JSON and an object ('{' first), nested at most
+///    kSafetensorsMaxDepth deep, with at most kSafetensorsMaxTensors tensors; no duplicate
+///    names (found by sorting, O(n log n)); no key twice inside one tensor entry;
+///  * `__metadata__`, when present, maps strings to strings (at most
+///    kSafetensorsMaxMetadataEntries of them, no key twice);
+///  * each tensor has a known dtype, a shape of at most kMaxTensorRank non-negative integers
+///    below 2^63 and exactly two
 ///    data_offsets with begin <= end <= data size;
 ///  * sorted by offset, tensors start at 0 and each begins where the previous one ends (no
 ///    gaps, no overlaps), and end - begin = product(shape) x dtype size;
 ///  * the tensors cover the data region exactly (their total is the file size - 8 - N).
 /// Failures throw Errc::corrupt_input (Errc::unsupported for dtypes didmark cannot carry),
-/// naming `file_name` and the problem.
+/// naming `file_name` and the problem; names from the file are quoted with control
+/// characters escaped and bounded in length, and numbers made of the file's own bytes (the
+/// header length) are never echoed. The JSON is parsed without recursion and without
+/// building a document tree: time and memory are linear in the header (plus a sort).
 SafetensorsHeader parse_safetensors_header(std::span<const unsigned char> file, std::string_view file_name);
 
 /// A safetensors file, memory-mapped read-only and validated. Views point into the mapping:

@@ -74,9 +74,13 @@ std::optional<Scheme> parse_scheme(std::string_view s) noexcept;
 struct EligibilityPolicy {
   int64_t min_elements = 4096;
   int min_rank = 2;
-  /// ECMAScript regexes, case-insensitive, searched anywhere in the name: a match skips.
+  /// Regular expressions (RE2 syntax: the ECMAScript subset without backreferences or
+  /// lookaround), case-insensitive, searched anywhere in the name: a match skips. Matching
+  /// takes time linear in the name (RE2, no backtracking); patterns are at most
+  /// kMaxTensorPatternBytes long, and names longer than kMaxTensorNameBytes are never eligible.
   std::vector<std::string> skip_patterns = default_skip_patterns();
-  /// When non-empty, only names this regex matches (searched) are eligible.
+  /// When non-empty, only names this regular expression matches (RE2 syntax, case-sensitive,
+  /// searched anywhere in the name) are eligible; at most kMaxTensorPatternBytes long.
   std::string include_regex;
   /// When non-empty, exactly these tensors: each must exist, be floating, non-empty and
   /// finite (violations are errors, not skips). Size, rank and pattern rules do not apply.

@@ -9,6 +9,7 @@ keeps everything the input held (OrderedDict and its ``_metadata`` included) and
 """
 
 import bisect
+import io
 import os
 import tempfile
 
@@ -35,12 +36,50 @@ def _dtypes():
             torch.int8, torch.uint8, torch.bool}
 
 
-def load(path):
+class _Bytes(io.RawIOBase):
+    """A read-only file over bytes held elsewhere: the file as the library validated it (a
+    memoryview of its mapping, alive while torch.load runs). torch copies what it reads."""
+
+    def __init__(self, view):
+        super().__init__()
+        self._view = view.cast("B") if view.format != "B" else view
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b):
+        out = memoryview(b).cast("B")
+        n = max(0, min(len(out), len(self._view) - self._pos))
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def load(source):
     """(root, [(name, tensor)], [(name, reason)]): the object, the tensors didmark reads (each
-    memory range once, contiguous), and the ones left out with the reason."""
+    memory range once, contiguous), and the ones left out with the reason. `source`: a path, or
+    a memoryview of the file's bytes (what the library validated before asking)."""
     import torch
 
-    root = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if isinstance(source, memoryview):
+        with _Bytes(source) as f:
+            root = torch.load(f, map_location="cpu", weights_only=True)
+    else:
+        root = torch.load(os.fspath(source), map_location="cpu", weights_only=True)
     carried = _dtypes()
     found, withheld = [], []
 

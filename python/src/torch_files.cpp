@@ -4,6 +4,7 @@
 // torch's own memory, so marks written through them land in the object torch.save writes back.
 #include "bindings.hpp"
 #include "common.hpp"
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "io/torch_loader.hpp"
 
@@ -14,7 +15,7 @@ namespace {
 std::string python_message(const py::error_already_set& e) {
   std::string m = e.what();
   if (const auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
-  return m.size() > 300 ? m.substr(0, 300) + "..." : m;
+  return detail::printable(m, 300);  // torch quotes names from the file
 }
 
 class PyTorchLoaded final : public detail::TorchLoaded {
@@ -66,16 +67,28 @@ class PyTorchLoaded final : public detail::TorchLoaded {
 
 class PyTorchLoader final : public detail::TorchLoader {
  public:
-  std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path) override {
+  std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path,
+                                            std::span<const unsigned char> file) override {
     if (!Py_IsInitialized()) return nullptr;
     py::gil_scoped_acquire gil;
     py::object io = py::module_::import("didmark._torchio");
     if (!io.attr("available")().cast<bool>()) return nullptr;  // no torch: the plugin reads it
-    const std::string name = path.string();
-    DIDMARK_EXPECTS(std::filesystem::exists(path), not_found, "'", name, "' does not exist");
+    const std::string name = detail::printable(path.native(), 1024);
     py::tuple got;
+    // torch reads the bytes the library validated, not the path (which could be swapped in
+    // between); the view is released before the mapping behind it goes away.
+    py::memoryview bytes = py::memoryview::from_memory(file.data(), static_cast<py::ssize_t>(file.size()));
+    struct Release {
+      py::memoryview& v;
+      ~Release() {
+        try {
+          v.attr("release")();
+        } catch (py::error_already_set&) {  // noexcept destructor: the view stays, unreachable
+        }
+      }
+    } release{bytes};
     try {
-      got = io.attr("load")(name);
+      got = io.attr("load")(bytes);
     } catch (const py::error_already_set& e) {
       // weights_only=True refuses objects other than tensors and containers.
       const bool refused = e.matches(py::module_::import("pickle").attr("UnpicklingError"));

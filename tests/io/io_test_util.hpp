@@ -9,6 +9,20 @@
 
 namespace didmark::test {
 
+/// How much slower a sanitizer build runs: time limits in tests are multiplied by it. The
+/// limits stay far below what the quadratic or backtracking code they guard against took.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr double kSlowdown = 8;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr double kSlowdown = 8;
+#else
+inline constexpr double kSlowdown = 1;
+#endif
+#else
+inline constexpr double kSlowdown = 1;
+#endif
+
 /// A fresh folder under the test temp dir, removed at the end of the test.
 class ScratchDir {
  public:

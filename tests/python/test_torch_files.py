@@ -246,3 +246,36 @@ def test_module_reads_and_writes_through_torch(tmp_path):
     with pytest.raises(didmark.Error, match="obj.pt") as e:
         didmark.verify_file(tmp_path / "obj.pt", key=alice.watermark_key(), did=alice.did)
     assert e.value.code in ("unsupported", "corrupt_input")
+
+
+def test_module_validates_before_torch_loads(tmp_path):
+    # Inside Python too, every PyTorch file passes didmark's own zip reader / legacy parser and
+    # strict pickle validator before torch.load sees it, and torch reads the bytes that were
+    # checked (not the path again). Files torch itself would accept are refused here.
+    didmark = pytest.importorskip("didmark", reason="the didmark Python module is not built")
+    alice = didmark.Identity.from_seed(b"v" * 32)
+    src = tmp_path / "trailing.pt"
+    torch.save({"w": torch.randn(64, 64)}, src)
+    src.write_bytes(src.read_bytes() + b"x" * 10)
+    torch.load(src)  # torch reads past the junk
+    with pytest.raises(didmark.Error, match="trailing.pt.*end-of-directory") as e:
+        didmark.verify_file(src, key=alice.watermark_key(), did=alice.did)
+    assert e.value.code == "corrupt_input"
+    # A legacy file whose storage count disagrees with its object: our parser's words.
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.randn(256, 256)}, legacy, _use_new_zipfile_serialization=False)
+    data = bytearray(legacy.read_bytes())
+    data[len(data) - 256 * 256 * 4 - 8] ^= 1
+    legacy.write_bytes(bytes(data))
+    with pytest.raises(didmark.Error, match="legacy.pt.*elements where the object says") as e:
+        didmark.verify_file(legacy, key=alice.watermark_key(), did=alice.did)
+    assert e.value.code == "corrupt_input"
+    # A global outside the weights-only set is refused by the validator, named, never run.
+    evil = tmp_path / "evil.pt"
+    with zipfile.ZipFile(evil, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("evil/data.pkl", b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85q\x01Rq\x02.")
+        z.writestr("evil/byteorder", b"little")
+        z.writestr("evil/version", b"3\n")
+    with pytest.raises(didmark.Error, match="evil.pt") as e:
+        didmark.verify_file(evil, key=alice.watermark_key(), did=alice.did)
+    assert e.value.code in ("unsupported", "corrupt_input") and "data.pkl" in str(e.value)

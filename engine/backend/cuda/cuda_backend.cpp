@@ -256,13 +256,6 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-namespace cuda {
-CudaResources* resources_of(Backend& b) noexcept {
-  auto* cb = dynamic_cast<CudaBackend*>(&b);
-  return cb ? &cb->resources() : nullptr;
-}
-}  // namespace cuda
-
 bool cuda_compiled() noexcept { return true; }
 bool cuda_available() noexcept { return cuda::usable_device_count() > 0; }
 std::shared_ptr<Backend> make_cuda_backend(const BackendOptions& options) { return std::make_shared<CudaBackend>(options); }

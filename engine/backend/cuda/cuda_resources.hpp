@@ -111,9 +111,6 @@ class CudaResources {
   PinnedBuffer pinned_[2];
 };
 
-/// The resources behind `b` when it is the CUDA backend, else nullptr.
-CudaResources* resources_of(Backend& b) noexcept;
-
 /// Number of usable devices; 0 (and the error cleared) when the driver or device is missing.
 int usable_device_count() noexcept;
 
