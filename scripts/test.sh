@@ -27,8 +27,16 @@ if [ "$PACKAGE" = 1 ]; then
   VENV="$ROOT/build/venv"
   # System site packages: torch, ray, numpy and pytest as scripts/setup.sh installed them.
   [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
+  # build/'s compilers and dependencies, so that every object of the package's build is a
+  # compiler-cache hit: ccache keys on the compiler's path (scikit-build-core would pick
+  # gcc/g++ where CMake picked cc/c++), and pybind11 would come from site-packages.
+  SAME=()
+  for v in CMAKE_C_COMPILER CMAKE_CXX_COMPILER CMAKE_CUDA_COMPILER Torch_DIR pybind11_DIR; do
+    val=$(sed -n "s/^$v:[A-Z]*=//p" "$ROOT/build/CMakeCache.txt")
+    if [ -n "$val" ] && [ "${val%-NOTFOUND}" = "$val" ]; then SAME+=("-Ccmake.define.$v=$val"); fi
+  done
   if ! CMAKE_GENERATOR="Unix Makefiles" "$VENV/bin/pip" install -q --disable-pip-version-check \
-      --no-build-isolation --no-deps -Cbuild-dir="$ROOT/build-pip" -Ccmake.define.DIDMARK_WERROR=ON \
+      --no-build-isolation --no-deps -Cbuild-dir="$ROOT/build-pip" -Ccmake.define.DIDMARK_WERROR=ON "${SAME[@]}" \
       "$ROOT" >"$ROOT/build-pip.log" 2>&1; then
     tail -60 "$ROOT/build-pip.log" >&2
     exit 1
