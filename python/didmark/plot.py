@@ -132,6 +132,17 @@ def plot(report, out, title=None):
     plt.close(fig)
 
 
+def _short(name, width):
+    """A label for a contributor: without its ``did:<method>:`` prefix, the middle cut when long
+    (DIDs of one method share their start)."""
+    if name.startswith("did:") and name.count(":") >= 2:
+        name = name.split(":", 2)[2]
+    if len(name) <= width:
+        return name
+    half = (width - 3) // 2
+    return name[:half] + "..." + name[-half:]
+
+
 def _totals(report):
     """{contributor: total} of an attribution report, or of a bare totals file."""
     if isinstance(report.get("contributors"), dict):
@@ -183,7 +194,7 @@ def attribution(report, out, title=None, values=None, base_dir="."):
         ax.annotate(share, (t, yi), xytext=(3 if t >= 0 else -3, 0), textcoords="offset points",
                     ha="left" if t >= 0 else "right", va="center", fontsize=8)
     ax.set_yticks(y)
-    ax.set_yticklabels([n if len(n) <= 28 else n[:12] + "..." + n[-12:] for n in names], fontsize=8)
+    ax.set_yticklabels([_short(n, 28) for n in names], fontsize=8)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("total value (label: share of the positive total)")
     method = report.get("method", "attribution")
@@ -197,8 +208,7 @@ def attribution(report, out, title=None, values=None, base_dir="."):
         per_row = np.divide(tot, n, out=np.zeros_like(tot), where=n > 0)
         ax.scatter(n, per_row, color="#1f4e79")
         for k, xi, yi in zip(names, n, per_row):
-            ax.annotate(k if len(k) <= 16 else k[:6] + "..." + k[-6:], (xi, yi), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(_short(k, 16), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("training rows")
         ax.set_ylabel("value per row")
