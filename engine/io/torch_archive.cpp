@@ -2,11 +2,13 @@
 #include "io/torch_archive.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 
 #include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/limits.hpp"
+#include "io/torch_legacy.hpp"
 
 namespace didmark::detail {
 namespace {
@@ -48,7 +50,7 @@ std::vector<ZipEntry> read_zip_directory(std::span<const unsigned char> file, st
 
   // The end-of-central-directory record: within the last 64 kB + 22 bytes, its comment
   // reaching the end of the file exactly.
-  if (size < 22) corrupt("not a torch.save zip file (", size, " bytes; files from PyTorch < 1.6 must be re-saved)");
+  if (size < 22) corrupt("not a torch.save zip file (", size, " bytes and not the legacy format either)");
   uint64_t eocd = std::numeric_limits<uint64_t>::max();
   const uint64_t lowest = size >= 22 + 0xFFFF ? size - 22 - 0xFFFF : 0;
   for (uint64_t p = size - 22 + 1; p-- > lowest;) {
@@ -58,7 +60,7 @@ std::vector<ZipEntry> read_zip_directory(std::span<const unsigned char> file, st
     }
   }
   if (eocd == std::numeric_limits<uint64_t>::max())
-    corrupt("not a torch.save zip file (no end-of-directory record; files from PyTorch < 1.6 must be re-saved)");
+    corrupt("not a torch.save zip file (no end-of-directory record and not the legacy format either)");
   uint64_t disk = b.le(eocd + 4, 2, "end record"), cd_disk = b.le(eocd + 6, 2, "end record");
   uint64_t on_disk = b.le(eocd + 8, 2, "end record"), count = b.le(eocd + 10, 2, "end record");
   uint64_t cd_size = b.le(eocd + 12, 4, "end record"), cd_offset = b.le(eocd + 16, 4, "end record");
@@ -154,6 +156,23 @@ const ZipEntry* TorchArchive::find(std::string_view rel) const {
   return it != entries.end() && it->name == full ? &*it : nullptr;
 }
 
+namespace {
+// The object's pickle validated against its storages, rewritten for LibTorch and validated
+// again as LibTorch will read it.
+void validate_for_libtorch(TorchArchive& a, std::string_view pickle, const std::string& name,
+                           std::function<std::optional<uint64_t>(std::string_view)> record_bytes) {
+  PickleCheckOptions o;
+  o.where = "'" + name + "': " + (a.legacy ? "the object's pickle" : "data.pkl");
+  o.record_bytes = std::move(record_bytes);
+  a.check = validate_torch_pickle(pickle, o);
+  a.fixed = fix_torch_pickle(pickle);
+  o.where += " (as rewritten for LibTorch)";
+  o.for_libtorch = true;
+  o.memo_limit = a.check.values;
+  validate_torch_pickle(a.fixed.bytes, o);
+}
+}  // namespace
+
 TorchArchive open_torch_archive(std::span<const unsigned char> file, std::string_view file_name) {
   const std::string name = printable(file_name, 1024);
   TorchArchive a;
@@ -179,19 +198,25 @@ TorchArchive open_torch_archive(std::span<const unsigned char> file, std::string
                     "': storages are not little-endian (byteorder record); re-save on a little-endian machine");
   }
   const std::string_view pickle(reinterpret_cast<const char*>(file.data() + pkl->data_offset), pkl->size);
-
-  PickleCheckOptions o;
-  o.where = "'" + name + "': data.pkl";
-  o.record_bytes = [&](std::string_view key) -> std::optional<uint64_t> {
+  validate_for_libtorch(a, pickle, name, [&](std::string_view key) -> std::optional<uint64_t> {
     const ZipEntry* e = a.find("data/" + std::string(key));
     return e ? std::optional(e->size) : std::nullopt;
-  };
-  a.check = validate_torch_pickle(pickle, o);
-  a.fixed = fix_torch_pickle(pickle);
-  o.where = "'" + name + "': data.pkl (as rewritten for LibTorch)";
-  o.for_libtorch = true;
-  o.memo_limit = a.check.values;
-  validate_torch_pickle(a.fixed.bytes, o);
+  });
+  return a;
+}
+
+TorchArchive open_torch_file(std::span<const unsigned char> file, std::string_view file_name) {
+  if (!is_legacy_torch(file)) return open_torch_archive(file, file_name);
+  const std::string name = printable(file_name, 1024);
+  const LegacyTorch legacy = read_legacy_torch(file, name);
+  DIDMARK_EXPECTS(legacy.pickle.size() <= kPickleMaxBytes, corrupt_input, "'", name, "': the object's pickle is ",
+                  legacy.pickle.size(), " bytes, over the limit of ", kPickleMaxBytes, " (kPickleMaxBytes)");
+  TorchArchive a;
+  a.legacy = true;
+  validate_for_libtorch(a, legacy.pickle, name, [&](std::string_view key) -> std::optional<uint64_t> {
+    const auto it = legacy.records.find(key);
+    return it == legacy.records.end() ? std::nullopt : std::optional<uint64_t>(it->second.size());
+  });
   return a;
 }
 

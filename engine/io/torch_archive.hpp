@@ -32,6 +32,7 @@ std::vector<ZipEntry> read_zip_directory(std::span<const unsigned char> file, st
 
 /// A torch.save archive ready for LibTorch.
 struct TorchArchive {
+  bool legacy = false;            ///< the legacy format (torch_legacy.hpp): no zip entries
   std::vector<ZipEntry> entries;  ///< sorted by name
   std::string prefix;             ///< "<archive>/" (the folder every entry is in)
   PickleCheck check;              ///< what the validator saw in data.pkl
@@ -46,5 +47,11 @@ struct TorchArchive {
 /// records, rewrite it for LibTorch and validate the result as LibTorch will read it.
 /// Errc::corrupt_input / unsupported naming `name` and the problem.
 TorchArchive open_torch_archive(std::span<const unsigned char> file, std::string_view name);
+
+/// Either format of torch.save: the zip (open_torch_archive) or the legacy stream
+/// (_use_new_zipfile_serialization=False, read_legacy_torch), whose object pickle is checked
+/// the same way against its storages and rewritten for LibTorch. Every PyTorch file goes
+/// through this before anything (LibTorch, or the Python module's torch) loads it.
+TorchArchive open_torch_file(std::span<const unsigned char> file, std::string_view name);
 
 }  // namespace didmark::detail

@@ -6,10 +6,13 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "common/printable.hpp"
 #include "didmark/error.hpp"
 #include "didmark/io.hpp"
 #include "io/torch_archive.hpp"
+#include "io/torch_loader.hpp"
 #include "io/torch_plugin.hpp"
+#include "io/torch_save.hpp"
 
 namespace didmark {
 namespace {
@@ -73,7 +76,8 @@ const detail::TorchPlugin& plugin() {
 
 }  // namespace
 
-bool torch_available() noexcept { return DIDMARK_HAVE_TORCH; }
+// The plugin, or a loader installed by the Python module (torch_loader.hpp).
+bool torch_available() noexcept { return DIDMARK_HAVE_TORCH || detail::torch_loader() != nullptr; }
 
 struct TorchCheckpoint::Impl {
   std::unique_ptr<detail::TorchLoaded> loaded;
@@ -84,21 +88,49 @@ TorchCheckpoint::TorchCheckpoint(TorchCheckpoint&&) noexcept = default;
 TorchCheckpoint& TorchCheckpoint::operator=(TorchCheckpoint&&) noexcept = default;
 TorchCheckpoint::~TorchCheckpoint() = default;
 
+namespace detail {
+namespace {
+std::mutex loader_guard;
+std::shared_ptr<TorchLoader>& loader_slot() {
+  static auto* slot = new std::shared_ptr<TorchLoader>();  // never destroyed: may hold Python objects
+  return *slot;
+}
+}  // namespace
+
+void set_torch_loader(std::shared_ptr<TorchLoader> loader) {
+  std::lock_guard lock(loader_guard);
+  loader_slot() = std::move(loader);
+}
+
+std::shared_ptr<TorchLoader> torch_loader() {
+  std::lock_guard lock(loader_guard);
+  return loader_slot();
+}
+}  // namespace detail
+
 TorchCheckpoint TorchCheckpoint::load(const std::filesystem::path& path) {
-  const detail::TorchPlugin* pp = nullptr;
-  try {
-    pp = &plugin();
-  } catch (const Error& e) {
-    DIDMARK_THROW(e.code(), "cannot read '", path.string(), "': ", e.what());
-  }
-  const detail::TorchPlugin& p = *pp;
-  // Our own checks first (regular file, zip directory, pickle, storages against records):
-  // LibTorch then reads exactly these bytes, never the path.
+  const auto loader = detail::torch_loader();
+  const detail::TorchPlugin* plug = nullptr;
+  auto need_plugin = [&] {
+    try {
+      plug = &plugin();
+    } catch (const Error& e) {
+      DIDMARK_THROW(e.code(), "cannot read '", detail::printable(path.native(), 1024), "': ", e.what());
+    }
+  };
+  if (!loader) need_plugin();  // nothing could read it: say so before reading
+  // Our own checks first, whoever loads it (regular file, zip directory or legacy stream,
+  // pickle, storages against records): the loader then reads exactly these bytes, never the
+  // path, which could be swapped in between.
   const MappedFile file(path);
   const std::span<const unsigned char> bytes(file.data(), file.size());
-  const detail::TorchArchive archive = detail::open_torch_archive(bytes, path.native());
+  const detail::TorchArchive archive = detail::open_torch_file(bytes, path.native());
   auto impl = std::make_unique<Impl>();
-  impl->loaded = p.load(path, bytes, archive.fixed.bytes);
+  if (loader) {
+    if ((impl->loaded = loader->load(path, bytes))) return TorchCheckpoint(std::move(impl));
+    need_plugin();
+  }
+  impl->loaded = plug->load(path, bytes, archive.fixed.bytes);
   return TorchCheckpoint(std::move(impl));
 }
 
@@ -111,7 +143,8 @@ void TorchCheckpoint::save(const std::filesystem::path& path, bool overwrite) co
 }
 void TorchCheckpoint::save_tensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
                                    bool overwrite) {
-  plugin().save_tensors(path, tensors, overwrite);
+  // didmark's own writer: no LibTorch needed to write a state dict.
+  detail::write_torch_state_dict(path, tensors, overwrite);
 }
 
 }  // namespace didmark

@@ -1,6 +1,14 @@
-"""Plots of a `didmark robustness` report: ``python3 -m didmark.plot REPORT.json -o REPORT.png``.
+"""Figures from didmark's JSON reports: ``python3 -m didmark.plot REPORT.json -o REPORT.png``.
 
-Three panels, drawn from the JSON alone (numpy and matplotlib, nothing else):
+The kind of report is recognised from its fields:
+
+* a ``didmark robustness`` report (``cells``): robustness curves and ROC (:func:`plot`);
+* an attribution report (``didmark attribute ... --json``, :func:`didmark.trak`, or a
+  ``--totals-out`` file of ``{contributor: total}``): a summary per contributor
+  (:func:`attribution`).
+
+For a robustness report, three panels, drawn from the JSON alone (numpy and matplotlib,
+nothing else):
 
 * every attack's z-score as a bar, against the detection threshold (p <= 1e-9 by default, the
   report's ``z_threshold``) and the largest wrong-key z;
@@ -48,6 +56,7 @@ def roc_points(report, family_cells):
 
 
 def plot(report, out, title=None):
+    """Robustness curves and ROC of a ``didmark robustness`` report (see the module docs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,19 +132,128 @@ def plot(report, out, title=None):
     plt.close(fig)
 
 
+def _short(name, width):
+    """A label for a contributor: without its ``did:<method>:`` prefix, the middle cut when long
+    (DIDs of one method share their start)."""
+    if name.startswith("did:") and name.count(":") >= 2:
+        name = name.split(":", 2)[2]
+    if len(name) <= width:
+        return name
+    half = (width - 3) // 2
+    return name[:half] + "..." + name[-half:]
+
+
+def _totals(report):
+    """{contributor: total} of an attribution report, or of a bare totals file."""
+    if isinstance(report.get("contributors"), dict):
+        return {str(k): float(v) for k, v in report["contributors"].items()}
+    if report and all(isinstance(v, (int, float)) for v in report.values()):
+        return {str(k): float(v) for k, v in report.items()}
+    return None
+
+
+def attribution(report, out, title=None, values=None, base_dir="."):
+    """A summary per contributor of an attribution report.
+
+    ``report`` is the JSON of ``didmark attribute knn-shapley|trak --json``, the dict that
+    :func:`didmark.trak` returns, or ``{contributor: total}``. Panels: each contributor's total
+    and its share of the positive total (what ``didmark split --weights`` pays on); the value
+    per training row of each contributor (total / rows, when the report counts rows); and the
+    distribution of per-row values (``values``, or the report's ``values`` array or .npy path).
+    """
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = _totals(report)
+    if not totals:
+        raise ValueError("the report has no per-contributor totals ('contributors')")
+    if values is None:
+        v = report.get("values")
+        if isinstance(v, str):
+            path = v if os.path.isabs(v) else os.path.join(base_dir, v)
+            values = np.load(path) if os.path.exists(path) else None
+        elif v is not None and not isinstance(v, dict):
+            values = np.asarray(v, float)
+    names = sorted(totals, key=lambda k: totals[k])
+    tot = np.array([totals[k] for k in names])
+    pos = tot.clip(min=0).sum()
+    rows = report.get("contributor_rows") or {}
+    panels = 1 + bool(rows) + (values is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 0.9 + max(2.6, 0.32 * len(names))), squeeze=False)
+    axes = list(axes[0])
+
+    ax = axes.pop(0)
+    y = np.arange(len(names))
+    ax.barh(y, tot, color=["#2a7d4f" if t >= 0 else "#c0392b" for t in tot])
+    for yi, t in zip(y, tot):
+        share = f"{100 * t / pos:.1f}%" if pos > 0 and t > 0 else "0%"
+        ax.annotate(share, (t, yi), xytext=(3 if t >= 0 else -3, 0), textcoords="offset points",
+                    ha="left" if t >= 0 else "right", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([_short(n, 28) for n in names], fontsize=8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("total value (label: share of the positive total)")
+    method = report.get("method", "attribution")
+    ax.set_title(title or f"{method}: value per contributor", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.15)
+
+    if rows:
+        ax = axes.pop(0)
+        n = np.array([float(rows.get(k, 0)) for k in names])
+        per_row = np.divide(tot, n, out=np.zeros_like(tot), where=n > 0)
+        ax.scatter(n, per_row, color="#1f4e79")
+        for k, xi, yi in zip(names, n, per_row):
+            ax.annotate(_short(k, 16), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("training rows")
+        ax.set_ylabel("value per row")
+        ax.set_title("rows against value per row", fontsize=10)
+        ax.grid(alpha=0.3)
+
+    if values is not None:
+        ax = axes.pop(0)
+        vals = np.asarray(values, float)
+        ax.hist(vals, bins=min(60, max(10, len(vals) // 20)), color="#5b7fa6")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("value of a training row")
+        ax.set_ylabel("rows")
+        ax.set_title(f"per-row values (n = {len(vals)}, sum = {vals.sum():.3g})", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
+    import os
+
     ap = argparse.ArgumentParser(prog="python3 -m didmark.plot", description=__doc__.splitlines()[0])
-    ap.add_argument("report", help="REPORT.json from `didmark robustness -o`")
+    ap.add_argument("report", help="REPORT.json from `didmark robustness -o`, `didmark attribute ... --json`, "
+                                   "or a {contributor: total} file")
     ap.add_argument("-o", "--output", required=True, help="PNG to write")
-    ap.add_argument("--title", help="title of the bar panel")
+    ap.add_argument("--title", help="title of the first panel")
+    ap.add_argument("--values", help="attribution: per-row values (.npy) when the report does not name them")
     a = ap.parse_args(argv)
     with open(a.report) as f:
         report = json.load(f)
-    if not _cells(report):
-        print(f"{a.report}: no cell without an error to plot", file=sys.stderr)
-        return 1
-    plot(report, a.output, a.title)
-    return 0
+    if "cells" in report:
+        if not _cells(report):
+            print(f"{a.report}: no cell without an error to plot", file=sys.stderr)
+            return 1
+        plot(report, a.output, a.title)
+        return 0
+    if _totals(report):
+        values = np.load(a.values) if a.values else None
+        attribution(report, a.output, a.title, values, base_dir=os.path.dirname(os.path.abspath(a.report)))
+        return 0
+    print(f"{a.report}: neither a robustness report (cells) nor an attribution report (contributors)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

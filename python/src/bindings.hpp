@@ -7,6 +7,8 @@ namespace didmark::python {
 void bind_identity(pybind11::module_& m);
 void bind_watermark(pybind11::module_& m);
 void bind_attribution(pybind11::module_& m);
+void bind_dataset(pybind11::module_& m);
+void bind_torch_files(pybind11::module_& m);
 void bind_royalty(pybind11::module_& m);
 
 }  // namespace didmark::python

@@ -11,14 +11,33 @@
 #include <string_view>
 
 #include "didmark/backend.hpp"
+#include "didmark/error.hpp"
 #include "didmark/tensor.hpp"
 #include "didmark/watermark.hpp"
+#include "dlpack.hpp"
 
 namespace didmark::python {
 
 namespace py = pybind11;
 
-/// Register didmark.Error and the translator that turns didmark::Error into it.
+/// Raised in Python as didmark.ArrayTypeError, a subclass of both didmark.Error (code
+/// 'invalid_argument') and TypeError: an array of a dtype, layout or kind that didmark does
+/// not take (no hidden copy is ever made to fix it).
+class ArrayTypeError : public Error {
+ public:
+  using Error::Error;
+};
+
+#define DIDMARK_ARRAY_EXPECTS(cond, ...)                                                                     \
+  do {                                                                                                       \
+    if (!(cond))                                                                                             \
+      throw ::didmark::python::ArrayTypeError(::didmark::Errc::invalid_argument,                            \
+                                              ::didmark::detail::concat(__VA_ARGS__),                       \
+                                              ::didmark::detail::concat(__FILE__, ":", __LINE__));          \
+  } while (0)
+
+/// Register didmark.Error, didmark.ArrayTypeError and the translator that turns
+/// didmark::Error into them.
 void bind_errors(py::module_& m);
 
 /// The backend for "auto" (DIDMARK_DEVICE, else the GPU when present, else the CPU), "cpu"
@@ -35,6 +54,30 @@ DType dtype_of(const py::dtype& dt, std::string_view what);
 /// A view of a numpy array's memory (no copy). The array must be C-contiguous and in native
 /// byte order; `what` names it in errors. The caller keeps `a` alive while the view is used.
 TensorView view_of(const py::array& a, std::string_view what);
+
+/// An array from Python viewed in place, without a copy: a numpy array (buffer protocol), or
+/// any object with __dlpack__ (torch tensors on the CPU or a GPU, bf16 included; CuPy, JAX).
+/// Holds what keeps the memory alive for as long as the ArrayRef lives.
+struct ArrayRef {
+  TensorView view;
+  py::object owner;  ///< the numpy array, or the object that exported the DLPack capsule
+  std::shared_ptr<dl::DLManagedTensor> managed;  ///< released through its deleter
+  bool numpy = false;
+};
+
+/// The ArrayRef of `obj`; `what` names it in errors. With `convert`, other array-likes
+/// (lists) go through numpy.asarray (a copy); without, they raise ArrayTypeError. Non-
+/// contiguous arrays, unsupported dtypes and devices raise ArrayTypeError. Tensors that
+/// require grad are read through .detach() (same memory).
+ArrayRef array_ref(const py::handle& obj, std::string_view what, bool convert = false);
+
+/// A new C-contiguous array of the same kind as `like` (numpy, or a torch tensor on the same
+/// device through new_empty) with `like`'s dtype and shape.
+ArrayRef empty_like(const ArrayRef& like, std::string_view what);
+
+/// The backend name to use for these views: CUDA views choose "cuda" under "auto"; they
+/// raise Errc::unsupported in a build without CUDA and invalid_argument under "cpu".
+std::string device_for(const std::string& device, const std::vector<std::pair<std::string, TensorView>>& views);
 
 /// A new C-contiguous numpy array of a dtype and shape (contents undefined). Made by
 /// numpy.empty: pybind11 2.10's array constructors compute strides from the descriptor

@@ -23,5 +23,7 @@ PYBIND11_MODULE(_didmark, m) {
   dp::bind_identity(m);
   dp::bind_watermark(m);
   dp::bind_attribution(m);
+  dp::bind_dataset(m);
+  dp::bind_torch_files(m);
   dp::bind_royalty(m);
 }

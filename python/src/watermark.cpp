@@ -13,16 +13,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The arrays of a {name: array} mapping, kept alive (and their views) for one call.
+// The arrays of a {name: array} mapping (numpy arrays or DLPack tensors), kept alive (and
+// their views) for one call.
 struct ArraySet {
-  std::vector<py::array> arrays;
+  std::vector<py::object> given;
+  std::vector<ArrayRef> arrays;
   std::vector<NamedTensor> tensors;
+
+  std::vector<std::pair<std::string, TensorView>> labelled() const {
+    std::vector<std::pair<std::string, TensorView>> out;
+    for (const auto& t : tensors) out.emplace_back("tensor '" + t.name + "'", t.view);
+    return out;
+  }
 };
 
 ArraySet arrays_of(const py::handle& mapping, bool writable) {
-  DIDMARK_EXPECTS(py::hasattr(mapping, "items"), invalid_argument,
-                  "tensors must be a mapping {name: numpy array}, not ",
-                  str_of(py::type::handle_of(mapping).attr("__name__")));
+  DIDMARK_ARRAY_EXPECTS(py::hasattr(mapping, "items"), "tensors must be a mapping {name: array}, not ",
+                        str_of(py::type::handle_of(mapping).attr("__name__")));
   ArraySet set;
   for (const py::handle item : mapping.attr("items")()) {
     const py::tuple kv = item.cast<py::tuple>();
@@ -30,21 +37,15 @@ ArraySet arrays_of(const py::handle& mapping, bool writable) {
                     std::string(py::repr(kv[0])));
     const std::string name = kv[0].cast<std::string>();
     const std::string what = "tensor '" + name + "'";
-    py::array a;
-    if (writable) {
-      DIDMARK_EXPECTS(py::isinstance<py::array>(kv[1]), invalid_argument, what,
-                      " must be a numpy array to be marked in place");
-      a = kv[1].cast<py::array>();
-      DIDMARK_EXPECTS(a.writeable(), invalid_argument, what, " is read-only and cannot be marked in place");
-    } else {
-      // numpy arrays pass as they are; other array-likes (lists, objects with __array__)
-      // are converted, which may copy.
-      a = py::array::ensure(kv[1]);
-      DIDMARK_EXPECTS(a, invalid_argument, what, " is not an array (", std::string(py::repr(kv[1])).substr(0, 80),
-                      ")");
-    }
-    set.tensors.push_back({name, view_of(a, what)});
+    // In place, only a real array will do; otherwise array-likes (lists) are converted, which
+    // copies.
+    ArrayRef a = array_ref(kv[1], what, !writable);
+    if (writable && a.numpy)
+      DIDMARK_EXPECTS(a.owner.cast<py::array>().writeable(), invalid_argument, what,
+                      " is read-only and cannot be marked in place");
+    set.tensors.push_back({name, a.view});
     set.arrays.push_back(std::move(a));
+    set.given.push_back(py::reinterpret_borrow<py::object>(kv[1]));
   }
   return set;
 }
@@ -123,15 +124,17 @@ py::tuple embed_arrays(const py::handle& tensors, const py::handle& key, const p
   if (in_place) {
     dst.tensors = src.tensors;
   } else {
-    for (const auto& t : src.tensors) {
-      dst.arrays.push_back(new_array(t.view.dtype, t.view.shape));
-      dst.tensors.push_back({t.name, view_of(dst.arrays.back(), "output of '" + t.name + "'")});
+    for (std::size_t i = 0; i < src.tensors.size(); ++i) {
+      const std::string& name = src.tensors[i].name;
+      dst.arrays.push_back(empty_like(src.arrays[i], "output of '" + name + "'"));
+      dst.tensors.push_back({name, dst.arrays.back().view});
     }
   }
+  const std::string dev = device_for(device, src.labelled());
   EmbedReport r;
   {
     py::gil_scoped_release nogil;
-    Backend& b = backend_for(device);
+    Backend& b = backend_for(dev);
     r = embed(src.tensors, dst.tensors, k, payload, o, b);
   }
   DIDMARK_EXPECTS(r.tensors_marked > 0, invalid_argument, "no tensor can carry a mark (", skip_reasons(r.tensors),
@@ -145,8 +148,8 @@ py::tuple embed_arrays(const py::handle& tensors, const py::handle& key, const p
                   in_place ? "; the arrays were changed in place" : "");
   }
   py::dict out;
-  const auto& arrays = in_place ? src.arrays : dst.arrays;
-  for (std::size_t i = 0; i < arrays.size(); ++i) out[py::str(src.tensors[i].name)] = arrays[i];
+  for (std::size_t i = 0; i < src.tensors.size(); ++i)
+    out[py::str(src.tensors[i].name)] = in_place ? src.given[i] : dst.arrays[i].owner;
   return py::make_tuple(out, embed_dict(r, did));
 }
 
@@ -158,10 +161,11 @@ py::dict verify_arrays(const py::handle& tensors, const py::handle& key, const p
   const Payload payload = payload_of(owner, key, did);
   const WatermarkOptions o = watermark_options(scheme, std::nullopt, std::nullopt, p_threshold, include, names);
   const ArraySet set = arrays_of(tensors, false);
+  const std::string dev = device_for(device, set.labelled());
   VerifyReport r;
   {
     py::gil_scoped_release nogil;
-    Backend& b = backend_for(device);
+    Backend& b = backend_for(dev);
     r = verify(set.tensors, k, payload, o, b);
   }
   DIDMARK_EXPECTS(r.tensors > 0, invalid_argument, "no tensor can carry a mark (", skip_reasons(r.per_tensor),

@@ -86,6 +86,53 @@ TEST(HostileTorch, RealFilesPass) {
   EXPECT_NE(pickle_error(sd, true).find("left in the stream LibTorch reads"), std::string::npos);
 }
 
+// The legacy format (_use_new_zipfile_serialization=False) passes the same checks before
+// anything loads it: its stream parsed, its object pickle validated against its storages.
+TEST(HostileTorch, LegacyFilesAreValidatedLikeZips) {
+  // torch.save(OrderedDict(w=arange(12).reshape(3, 4), v=w[1:], b=tensor([1, 2])), legacy).
+  const std::string bytes = test::slurp(test::test_data("torch/legacy_small.pt"));
+  ASSERT_FALSE(bytes.empty());
+  auto open = [](const std::string& b) {
+    return detail::open_torch_file(std::span(reinterpret_cast<const unsigned char*>(b.data()), b.size()),
+                                   "legacy_small.pt");
+  };
+  const auto a = open(bytes);
+  EXPECT_TRUE(a.legacy);
+  EXPECT_EQ(a.check.tensors, 3u);
+  EXPECT_EQ(a.check.storages, 2u);
+  EXPECT_EQ(a.check.storage_bytes, 12u * 4 + 2u * 8);
+  EXPECT_TRUE(a.fixed.complete);
+  auto refused = [&](const std::string& b, const char* says) {
+    try {
+      open(b);
+      ADD_FAILURE() << "accepted: " << says;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::corrupt_input) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("legacy_small.pt"), std::string::npos) << e.what();
+    }
+  };
+  refused(bytes.substr(0, bytes.size() - 3), "runs past the end of the file");
+  refused(bytes + "x", "after the last storage");
+  std::string count = bytes;
+  count[count.size() - 2 * 8 - 8] ^= 1;  // the element count before the int64 storage
+  refused(count, "elements where the object says");
+  for (std::size_t cut = 1; cut < bytes.size(); cut += 7) EXPECT_THROW(open(bytes.substr(0, cut)), Error) << cut;
+#if DIDMARK_HAVE_TORCH
+  // Through LibTorch: the view shares the storage of `w` and is withheld.
+  test::ScratchDir dir;
+  std::filesystem::copy_file(test::test_data("torch/legacy_small.pt"), dir.path() / "l.pt");
+  const TorchCheckpoint ck = TorchCheckpoint::load(dir.path() / "l.pt");
+  ASSERT_EQ(ck.tensors().size(), 2u);
+  EXPECT_EQ(ck.tensors()[0].name, "w");
+  EXPECT_EQ(static_cast<const float*>(ck.tensors()[0].view.data)[11], 11.0f);
+  EXPECT_EQ(ck.tensors()[1].name, "b");
+  EXPECT_EQ(static_cast<const int64_t*>(ck.tensors()[1].view.data)[1], 2);
+  ASSERT_EQ(ck.withheld().size(), 1u);
+  EXPECT_EQ(ck.withheld()[0].first, "v");
+#endif
+}
+
 TEST(HostileTorch, ValidatorKeepsStackDisciplineAndBounds) {
   struct Case {
     std::string pickle;

@@ -287,7 +287,8 @@ def test_sharded_and_torch_files(run, owners_on_disk, tmp_path):
     assert got["detected"] == want["detected"] == [alice.did]
     assert {f: got["verdicts"][0][f] for f in VERDICT_FIELDS} == {f: want["verdicts"][0][f] for f in VERDICT_FIELDS}
 
-    # A torch.save state dict, through the LibTorch plugin when this build has it.
+    # A torch.save state dict: in Python through the process's torch (torch.load/torch.save),
+    # else through the LibTorch plugin when this build has it.
     import torch_files
     sd = {"model.layers.0.mlp.up_proj.weight":
           torch_files.tensor((np.random.default_rng(10).standard_normal((512, 512)) * 0.02).astype(np.float32))}
@@ -300,7 +301,10 @@ def test_sharded_and_torch_files(run, owners_on_disk, tmp_path):
         pytest.skip("built without LibTorch")
     run("embed", src, "-o", tmp_path / "cli.bin", "--id", alice_file, "--strength", 0.02)
     assert r["format"] == "pt" and r["tensors_marked"] == 1
-    assert (tmp_path / "py.bin").read_bytes() == (tmp_path / "cli.bin").read_bytes()
+    # The same tensors, whichever writer wrote the container.
+    py_sd, cli_sd = torch_files.read_torch_save(tmp_path / "py.bin"), torch_files.read_torch_save(tmp_path / "cli.bin")
+    assert list(py_sd) == list(cli_sd) == list(sd)
+    assert all(np.array_equal(py_sd[k], cli_sd[k]) and py_sd[k].dtype == cli_sd[k].dtype for k in sd)
     assert didmark.verify_file(tmp_path / "py.bin", alice)["detected"] == [alice.did]
 
 
