@@ -4,7 +4,8 @@
 #   2. every GPU test with DIDMARK_REQUIRE_CUDA=1 (a skip is a failure), then the whole C++
 #      suite on the GPU backend (DIDMARK_DEVICE=cuda) as a parity sweep;
 #   3. the GPU benchmarks: embed/verify against a device read and copy, KNN-Shapley
-#      10^6 x 10^3 at D=384, the keyed projection, dataset arrays;
+#      10^6 x 10^3 at D=384, the keyed projection, dataset arrays, alignment, the registry
+#      screen (10^4 owners);
 #   4. writes gpu-DATE.md (card, driver, figures, test results) to docs/perf/ and to $OUT.
 #
 # The GPU machine reaches no package registry, so the Debian libraries the build needs are
@@ -109,6 +110,9 @@ bench watermark bench_watermark 'Cuda|Gpu'
 bench attribution bench_attribution 'Cuda|Gpu'
 bench dataset bench_dataset 'Array' DIDMARK_DEVICE=$([ "$NO_GPU" = 1 ] && echo cpu || echo cuda)
 bench alignment bench_alignment '.' DIDMARK_DEVICE=$([ "$NO_GPU" = 1 ] && echo cpu || echo cuda)
+# Issue 15's GPU target: 10^4 owners screened in < 1 s of kernel time (BM_ScreenKernel is the
+# primitive alone; BM_Registry the whole verify of a 1 GB checkpoint, ratios to 1 owner).
+bench registry bench_registry 'ScreenKernel|BM_Registry/' DIDMARK_DEVICE=$([ "$NO_GPU" = 1 ] && echo cpu || echo cuda)
 set -e
 
 echo "== report"

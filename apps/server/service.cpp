@@ -121,6 +121,9 @@ void put_verdict(v1::Verdict* v, const Verdict& in) {
   v->set_status(std::string(verdict_status_name(in.status)));
   v->set_scheme(std::string(scheme_name(in.scheme)));
   v->set_realigned(in.realigned);
+  v->set_p_family(in.p_family);
+  v->set_log10_p_family(in.log10_p_family);
+  v->set_screened(in.screened);
 }
 
 template <class Msg>
@@ -515,6 +518,12 @@ InputOptions DidmarkService::input_options(const v1::MarkOptions& mo, Call& call
   }
   if (!mo.ids().empty()) o.ids = roots_.resolve("options.ids", mo.ids()).resolved;
   o.fixed_order = mo.fixed_order();
+  if (mo.fwer() < 0) {
+    o.fwer.reset();
+  } else if (mo.fwer() > 0) {
+    DIDMARK_EXPECTS(mo.fwer() <= 0.5, invalid_argument, "options.fwer ", mo.fwer(), " is outside (0, 0.5]");
+    o.fwer = mo.fwer();
+  }
   if (mo.sketches_size() > 0) {
     DIDMARK_EXPECTS(mo.sketches_size() <= 256, invalid_argument, "options.sketches names more than 256 files");
     std::vector<std::string> paths;

@@ -230,11 +230,16 @@ py::object verify_file(const py::handle& input, const py::handle& identity, cons
                        const py::handle& did, const py::handle& registry, const std::string& scheme,
                        double p_threshold, const std::optional<std::string>& include,
                        const std::optional<std::string>& format, const py::handle& ids, bool fixed_order,
-                       const std::string& device) {
+                       const std::string& device, const std::optional<double>& fwer, const std::string& screen) {
   const fs::path in = path_of(input);
   const std::vector<Owner> owners = owners_from(identity, key, did, registry);
-  const InputOptions o = input_options(
+  InputOptions o = input_options(
       watermark_options(scheme, std::nullopt, std::nullopt, p_threshold, include, std::nullopt), format, ids, fixed_order);
+  DIDMARK_EXPECTS(!fwer || (*fwer > 0 && *fwer <= 0.5), invalid_argument, "fwer= must be in (0, 0.5] or None (off)");
+  o.fwer = fwer;
+  const auto mode = parse_screen_mode(screen);
+  DIDMARK_EXPECTS(mode.has_value(), invalid_argument, "screen= must be 'auto', 'on' or 'off'");
+  o.screen.mode = *mode;
   FileVerdicts fv;
   {
     py::gil_scoped_release nogil;
@@ -286,9 +291,12 @@ void bind_watermark(py::module_& m) {
   m.def("verify_file", &verify_file, "input"_a, "identity"_a = py::none(), py::kw_only(), "key"_a = py::none(),
         "did"_a = py::none(), "registry"_a = py::none(), "scheme"_a = "auto", "p_threshold"_a = 1e-9,
         "include"_a = py::none(), "format"_a = py::none(), "ids"_a = py::none(), "fixed_order"_a = false,
-        "device"_a = "auto",
+        "device"_a = "auto", "fwer"_a = kDefaultFwer, "screen"_a = "auto",
         "verify_file(input, identity=None, *, key=None, did=None, registry=None, scheme='auto', "
-        "p_threshold=1e-9, include=None, format=None, ids=None, fixed_order=False, device='auto') -> dict\n\n"
+        "p_threshold=1e-9, include=None, format=None, ids=None, fixed_order=False, device='auto', fwer=1e-9, "
+        "screen='auto') -> dict\n\n"
+        "fwer: family-wise error level over the owners of the call (detected needs p_family <= fwer; None: "
+        "off). screen: 'auto' (from 32 owners), 'on' or 'off': score many owners on a sample first.\n"
         "Verify any input `didmark verify` takes for one owner (identity=, or key= with did=) or every owner "
         "of a registry (registry=, optionally did= to pick one), reading the file once. The file's kind is "
         "decided by the library as for the CLI (a .npy array is a dataset: give ids= or a sidecar). Returns "

@@ -218,3 +218,28 @@ def test_statement_hints(run, owners, tmp_path):
     r = run("split", "--revenue", 100, "--weights", w, "--sign", owners["alice"], "--timestamp", "yesterday",
             check=False)
     assert r.returncode == 2 and "--timestamp" in r.stderr
+
+
+def test_a_safetensors_file_named_bin_is_read_by_its_content(run, owners, tmp_path):
+    run("synth", "checkpoint", "-o", tmp_path / "m.safetensors", "--params", 2_000_000, "--hidden", 256)
+    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"])
+    (tmp_path / "marked.safetensors").rename(tmp_path / "pytorch_model.bin")
+    out = json.loads(run("--json", "verify", tmp_path / "pytorch_model.bin", "--id", owners["alice"]).stdout)
+    assert out["format"] == "safetensors" and out["verdicts"][0]["detected"]
+
+
+def test_python_verify_file_reports_the_family_wise_p(run, owners, tmp_path):
+    didmark = pytest.importorskip("didmark", reason="the didmark Python module is not built")
+    run("synth", "checkpoint", "-o", tmp_path / "m.safetensors", "--params", 2_000_000, "--hidden", 256)
+    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"])
+    res = didmark.verify_file(tmp_path / "marked.safetensors", registry=str(owners["registry"]))
+    alice, bob = res["verdicts"]
+    assert alice["detected"] and not bob["detected"]
+    # Two owners tested: p_family = 1 - (1 - p)^2, about twice p for small p.
+    assert alice["log10_p_family"] == pytest.approx(alice["log10_p"] + np.log10(2), abs=0.01)
+    assert bob["p_family"] >= bob["p_value"]
+    off = didmark.verify_file(tmp_path / "marked.safetensors", registry=str(owners["registry"]), fwer=None,
+                              screen="off")
+    assert [v["detected"] for v in off["verdicts"]] == [True, False]
+    with pytest.raises(didmark.Error, match="screen"):
+        didmark.verify_file(tmp_path / "marked.safetensors", registry=str(owners["registry"]), screen="maybe")

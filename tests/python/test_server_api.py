@@ -191,6 +191,9 @@ def test_marketplace_end_to_end(tmp_path, run, start, pb):
                     metadata=bearer(CI_TOKEN), timeout=60)
     assert list(v.detected) == [alice["did"]]
     assert v.verdicts[0].status == "detected" and v.verdicts[0].z > 8
+    # One owner in the call: the family-wise p is the owner's own, and the full pass decided.
+    assert v.verdicts[0].log10_p_family == pytest.approx(v.verdicts[0].log10_p)
+    assert not v.verdicts[0].screened
 
     # Register: the owner's certificate, countersigned by the operator, alice in the registry.
     run("certificate", "make", marked, "--id", tmp_path / "alice.id.json", "-o", tmp_path / "alice.cert.json")
