@@ -725,7 +725,7 @@ Status DidmarkService::Embed(grpc::ServerContext* ctx, const v1::EmbedRequest* r
       options.sketch_output = sketch_tmp;
     }
     InputEmbedReport r =
-        in_slot(call, [&] { return embed_input(in.resolved, out_tmp, owner, options, {false}, *backend_); });
+        in_slot(call, [&] { return embed_input(in.resolved, out_tmp, owner, options, {false, req->allow_weak()}, *backend_); });
     call.check();  // the client gave up meanwhile: the temporaries go, nothing is committed
     if (sketch) commit_rename(sketch_tmp, sketch->resolved, req->overwrite(), sketch->given);
     try {

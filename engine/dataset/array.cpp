@@ -70,7 +70,7 @@ std::vector<float> bit_signs(const Payload& p) {
 }  // namespace
 
 int64_t array_min_elements(double strength, double p_threshold) {
-  const double z = hoeffding_z_threshold(p_threshold);
+  const double z = provable_z(p_threshold);
   return static_cast<int64_t>(std::ceil((z / strength) * (z / strength)));
 }
 

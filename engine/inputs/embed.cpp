@@ -36,10 +36,10 @@ void embed_checkpoint_file(const Owner& owner, const InputOptions& o, const Inpu
                                   {w.overwrite, w.allow_weak}, backend);
   r.outputs = r.checkpoint->outputs;
   const EmbedReport& e = r.checkpoint->report;
-  const double need = hoeffding_z_threshold(o.watermark.p_threshold);
+  const double need = provable_z(o.watermark.p_threshold);
   if (e.scheme == Scheme::spread_spectrum && e.expected_z < need)
-    r.warnings.push_back("expected z " + fixed("%.1f", e.expected_z) + " is below the detection threshold " +
-                         fixed("%.2f", need) + ": too few elements at this strength for a claim at p <= " +
+    r.warnings.push_back("expected z " + fixed("%.1f", e.expected_z) + " is below " + fixed("%.2f", need) +
+                         " (the detection threshold plus a margin of 2): the marked file may not be detected at p <= " +
                          fixed("%.0e", o.watermark.p_threshold));
 }
 
@@ -93,15 +93,15 @@ void embed_array_file(const Owner& owner, const InputOptions& o, const InputWrit
   ArrayEmbedReport rep = embed_array(src, dst, ids, owner.key, owner.payload, ao, backend);
   DIDMARK_EXPECTS(rep.within_budget, invalid_argument, "the mark would bring a row's cosine similarity to ",
                   rep.min_cosine, ", below ", ao.min_cosine, "; lower --strength (now ", ao.strength, ")");
-  const double need = hoeffding_z_threshold(ao.p_threshold);
+  const double need = provable_z(ao.p_threshold);
   if (rep.expected_z < need) {
     const std::string why = detail::concat("expected z ", fixed("%.2f", rep.expected_z), " (", rep.rows_marked, " rows x ",
-                                           rep.dim, " at strength ", ao.strength, ") is below the ", fixed("%.2f", need),
-                                           " that p <= ", ao.p_threshold, " needs");
+                                           rep.dim, " at strength ", ao.strength, ") is below ", fixed("%.2f", need),
+                                           " (what p <= ", ao.p_threshold, " needs plus a margin of 2)");
     DIDMARK_EXPECTS(w.allow_weak, invalid_argument, "'", r.input.string(), "': the mark could not be proved: ", why,
                     "; nothing was written; it needs ", array_min_elements(ao.strength, ao.p_threshold),
                     " marked elements at this strength (several times that to survive subsets), or a strength of ",
-                    fixed("%.3f", std::min(0.2, 1.2 * need / std::sqrt(std::max(1.0, static_cast<double>(rep.rows_marked * rep.dim))))),
+                    fixed("%.3f", std::min(0.2, 1.1 * need / std::sqrt(std::max(1.0, static_cast<double>(rep.rows_marked * rep.dim))))),
                     " (at most 0.2); or pass --allow-weak to write it anyway");
     r.warnings.push_back(why);
   }

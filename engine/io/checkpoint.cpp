@@ -107,14 +107,15 @@ void check_embed_result(const EmbedReport& r, const fs::path& in, const Watermar
                   "' would change by ", 100 * (worst ? worst->relative_change : 0), "%, over the budget of ",
                   100 * o.max_relative_change, "%; nothing was written (lower the strength)");
   }
-  const double need = hoeffding_z_threshold(o.p_threshold);
+  const double need = provable_z(o.p_threshold);
   if (!allow_weak && r.scheme == Scheme::spread_spectrum && r.expected_z < need) {
-    // z = strength * sqrt(N): the strength that reaches the threshold, with 20% to spare.
-    const double s = 1.2 * need / std::sqrt(static_cast<double>(std::max<int64_t>(r.elements_marked, 1)));
+    // z = strength * sqrt(N): the strength that reaches it, with 10% to spare (16-bit rounding).
+    const double s = 1.1 * need / std::sqrt(static_cast<double>(std::max<int64_t>(r.elements_marked, 1)));
     DIDMARK_THROW(Errc::invalid_argument, "'", in.string(), "': the mark could not be proved: expected z ",
                   std::round(r.expected_z * 100) / 100, " (", r.elements_marked, " elements at strength ", r.strength,
-                  ") is below the ", std::round(need * 100) / 100, " that p <= ", o.p_threshold,
-                  " needs; nothing was written. Use --strength ", std::ceil(s * 1e4) / 1e4,
+                  ") is below ", std::round(need * 100) / 100, " (the ",
+                  std::round(hoeffding_z_threshold(o.p_threshold) * 100) / 100, " that p <= ", o.p_threshold,
+                  " needs, plus 2 so that the marked file is detected 97.7% of the time); nothing was written. Use --strength ", std::ceil(s * 1e4) / 1e4,
                   " or more (its change budget follows), mark more tensors, or pass --allow-weak to write it anyway");
   }
 }

@@ -319,9 +319,10 @@ std::vector<ArrayVerifyReport> verify_array(const TensorView& x, std::span<const
                                             std::span<const Claim> claims, const ArrayOptions& options = {},
                                             Backend& backend = default_backend());
 
-/// Elements (rows * dim) an array needs at `strength` so that an intact mark reaches
-/// p <= p_threshold: (z_threshold / strength)^2. 46,000 at the defaults; keep several times
-/// that after the attacks one expects (a 10% subset needs 10x).
+/// Elements (rows * dim) an array needs at `strength` so that an intact mark is provable at
+/// p <= p_threshold: (provable_z / strength)^2 (the z threshold plus a margin of 2, so that
+/// the marked array is detected 97.7% of the time). 80,000 at the defaults; keep several
+/// times that after the attacks one expects (a 10% subset needs 10x).
 int64_t array_min_elements(double strength = kDefaultArrayStrength, double p_threshold = 1e-9);
 
 // ---- Built-in synthetic data (demos, tests, benchmarks) ------------------------------------

@@ -223,4 +223,11 @@ double binomial_tail_log10(int n, int k) noexcept;
 /// z with exp(-z^2/2) = p: the threshold z for a p-value (6.44 for 1e-9).
 double hoeffding_z_threshold(double p) noexcept;
 
+/// How far above hoeffding_z_threshold an embed's expected z must be for the mark to count as
+/// provable (weak marks are refused unless asked for): a marked file's z is about
+/// expected_z + N(0, 1), so a margin of 2 is detected in 97.7% of files rather than a coin flip.
+inline constexpr double kWeakMarginZ = 2.0;
+/// The z an embed must expect at p-threshold `p`: hoeffding_z_threshold(p) + kWeakMarginZ.
+inline double provable_z(double p) noexcept { return hoeffding_z_threshold(p) + kWeakMarginZ; }
+
 }  // namespace didmark
