@@ -111,7 +111,8 @@ void certify_embedded(const InputEmbedReport& r, const Identity& owner, const In
                   "' does not verify (z ", c.verdict.z, "): no certificate written; the model may be too small for "
                   "this strength");
   detail::write_file_atomically(f.output, c.certificate, force, 0644);
-  json["certificate"] = {{"file", f.output}, {"id", c.id}, {"valid_from", c.marked_at}};
+  json["certificate"] = {{"output", f.output}, {"file", f.output}, {"id", c.id}, {"marked_at", c.marked_at},
+                         {"valid_from", c.marked_at}};
   text += "certificate " + f.output + " (" + c.id + ", marked at " + c.marked_at + ", self-asserted until "
           "countersigned)\n";
 }

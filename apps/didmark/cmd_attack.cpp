@@ -88,7 +88,8 @@ int run_array(const AttackFlags& f, Globals& g) {
   if (ids_out.empty() && (!f.ids.empty() || subset)) ids_out = default_ids_out(f.output);
   write_array_data(a, f.output, ids_out, f.force);
   if (g.json) {
-    print_json({{"input", f.input},
+    print_json({{"path", f.input},
+                {"input", f.input},
                 {"output", f.output},
                 {"ids", ids_out.string()},
                 {"format", "npy"},
@@ -147,10 +148,12 @@ int run_checkpoint(const AttackFlags& f, Globals& g) {
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& o : saved.outputs) outputs.push_back(o.string());
   if (g.json) {
-    nlohmann::json j{{"input", f.input},
+    nlohmann::json j{{"path", f.input},
+                     {"input", f.input},
                      {"output", f.output},
                      {"outputs", outputs},
                      {"format", std::string(checkpoint_format_name(model.format))},
+                     {"sharded", model.format == CheckpointFormat::safetensors_sharded},
                      {"seed", f.seed},
                      {"attacks", reports},
                      {"function_preserving", preserving},

@@ -147,6 +147,7 @@ int run_knn(Globals& g, const KnnArgs& a) {
                 {"sum", total},
                 {"contributors", t.totals},
                 {"contributor_rows", t.rows},
+                {"output", a.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.output)},
                 {"values", a.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.output)},
                 {"backend", r.backend},
                 {"seconds", r.seconds}});
@@ -193,6 +194,7 @@ int run_project(Globals& g, const ProjectArgs& a) {
   if (g.json) {
     print_json({{"method", "project"},
                 {"rows", gr.view.shape[0]},
+                {"dim", gr.view.shape[1]},
                 {"features", gr.view.shape[1]},
                 {"k", a.k},
                 {"seed", a.seed},
@@ -275,6 +277,7 @@ int run_trak(Globals& g, const TrakArgs& a) {
                 {"sum", sum(r.values)},
                 {"contributors", t.totals},
                 {"contributor_rows", t.rows},
+                {"output", a.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.output)},
                 {"values", a.output.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.output)},
                 {"scores", a.scores.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.scores)},
                 {"backend", r.backend},

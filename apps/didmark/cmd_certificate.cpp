@@ -47,17 +47,18 @@ int run_make(Globals& g, const MakeFlags& f) {
                                            c.verdict.z, ", p <= ", c.verdict.p_value,
                                            "): a certificate is only made for a mark that is there");
     if (g.json)
-      print_json({{"model", f.model}, {"did", owner.did()}, {"detected", false}, {"z", c.verdict.z},
-                  {"p_value", c.verdict.p_value}, {"certificate", nullptr}, {"reason", why}});
+      print_json({{"path", f.model}, {"model", f.model}, {"did", owner.did()}, {"detected", false}, {"z", c.verdict.z},
+                  {"p_value", c.verdict.p_value}, {"output", nullptr}, {"certificate", nullptr}, {"reason", why}});
     else
       std::printf("REFUSED: %s\n", why.c_str());
     return kExitNotDetected;
   }
   detail::write_file_atomically(f.output, c.certificate, f.force, 0644);
   if (g.json) {
-    print_json({{"model", f.model}, {"did", owner.did()}, {"detected", true}, {"z", c.verdict.z},
-                {"p_value", c.verdict.p_value}, {"certificate", f.output}, {"id", c.id}, {"valid_from", c.marked_at},
-                {"time_source", "self-asserted"}});
+    // path, output and marked_at are the canonical names of model, certificate and valid_from.
+    print_json({{"path", f.model}, {"model", f.model}, {"did", owner.did()}, {"detected", true}, {"z", c.verdict.z},
+                {"p_value", c.verdict.p_value}, {"output", f.output}, {"certificate", f.output}, {"id", c.id},
+                {"marked_at", c.marked_at}, {"valid_from", c.marked_at}, {"time_source", "self-asserted"}});
   } else {
     std::printf("certified %s: mark of %s detected (z = %.2f)\nwrote %s (%s, marked at %s, self-asserted until "
                 "countersigned)\n",
@@ -88,7 +89,8 @@ int run_countersign(Globals& g, const CountersignFlags& f) {
   const CertificateCheck c = verify_certificate(out);
   const std::string at = c.countersignatures.empty() ? "" : c.countersignatures.back().time;
   if (g.json)
-    print_json({{"certificate", f.output}, {"id", c.certificate.id}, {"owner", c.certificate.owner},
+    print_json({{"output", f.output}, {"certificate", f.output}, {"id", c.certificate.id},
+                {"did", c.certificate.owner}, {"owner", c.certificate.owner},
                 {"authority", op.did()}, {"time", at}, {"countersignatures", c.countersignatures.size()}});
   else
     std::printf("countersigned %s for %s\n  authority %s at %s\nwrote %s\n", c.certificate.id.c_str(),
@@ -136,11 +138,13 @@ int run_verify_certificate(Globals& g, const VerifyCertFlags& f) {
       cs.push_back({{"authority", s.authority}, {"time", s.time}, {"trusted", s.trusted}});
     for (const auto& r : m.resources)
       resources.push_back({{"name", r.name}, {"algorithm", r.algorithm}, {"digest", r.digest}});
-    nlohmann::json j = {{"file", f.input},
+    nlohmann::json j = {{"path", f.input},
+                        {"file", f.input},
                         {"valid", ok},
                         {"signatures_ok", c.valid},
                         {"reason", reason},
                         {"id", m.id},
+                        {"did", m.owner},
                         {"owner", m.owner},
                         {"marked_at", m.marked_at},
                         {"time", c.time},

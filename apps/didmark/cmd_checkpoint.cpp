@@ -51,7 +51,10 @@ void register_synth_checkpoint(CLI::App& app, Globals& g, Action& action) {
       nlohmann::json files = nlohmann::json::array();
       for (const auto& p : r.files) files.push_back(p.string());
       if (g.json) {
-        print_json({{"files", files}, {"params", r.params}, {"tensors", r.tensors}, {"bytes", r.bytes}});
+        // output: the file to pass on (the index of a sharded checkpoint); outputs: all files written.
+        const auto& main_file = f->shards > 1 ? r.files.back() : r.files.front();
+        print_json({{"output", main_file.string()}, {"outputs", files}, {"files", files}, {"params", r.params},
+                    {"tensors", r.tensors}, {"bytes", r.bytes}});
       } else {
         std::printf("wrote %s: %lld parameters in %d tensors, %s\n",
                     (f->shards > 1 ? r.files.back() : r.files.front()).string().c_str(),

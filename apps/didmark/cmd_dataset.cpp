@@ -127,7 +127,7 @@ int synth_subset(const SynthFlags& f, Globals& g) {
     }
   }
   if (g.json) {
-    print_json({{"input", f.in}, {"output", f.out}, {"rows_in", total}, {"rows_out", kept}});
+    print_json({{"path", f.in}, {"input", f.in}, {"output", f.out}, {"rows_in", total}, {"rows_out", kept}});
   } else if (!g.quiet) {
     std::printf("wrote %s: %lld of %lld rows%s\n", f.out.c_str(), static_cast<long long>(kept),
                 static_cast<long long>(total), f.no_shuffle ? "" : ", shuffled");

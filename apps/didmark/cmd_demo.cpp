@@ -109,12 +109,14 @@ void register_demo(CLI::App& app, Globals& g, Action& action) {
       };
       if (g.json) {
         print_json({{"backend", be.description()},
+                    {"params", total},
                     {"parameters", total},
                     {"scheme", std::string(scheme_name(o.scheme))},
                     {"embed",
                      {{"tensors_marked", er.tensors_marked},
                       {"elements_marked", er.elements_marked},
                       {"relative_change", er.relative_change},
+                      {"max_relative_change", er.max_tensor_change},
                       {"max_tensor_change", er.max_tensor_change},
                       {"within_budget", er.within_budget},
                       {"seconds", er.seconds}}},

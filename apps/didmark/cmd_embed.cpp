@@ -37,7 +37,8 @@ void register_embed(CLI::App& app, Globals& g, Action& action) {
       "The output is written to a temporary file beside it, synced and renamed into place: a crash or\n"
       "kill leaves no partial output, and the input is only read. A mark that could not be proved at\n"
       "--p-threshold (too few elements, cells or rows for its strength) is refused unless --allow-weak.\n"
-      "Prints a per-tensor table (or JSON with --json, whose \"warnings\" lists what to know).\n"
+      "Prints a per-tensor table (or JSON with --json, whose \"warnings\" lists what to know; schema:\n"
+      "docs/json/embed.schema.json).\n"
       "Exit codes: 0 written, 2 error.");
   cmd->callback([&g, &action, f, cmd] {
     action = [&g, f, cmd]() -> int {

@@ -57,6 +57,7 @@ void register_id(CLI::App& app, Globals& g, Action& action) {
         save_identity(ident, *file, *force);
         if (g.json) {
           print_json({{"did", ident.did()},
+                      {"output", *file},
                       {"file", *file},
                       {"public_key", hex_of(ident.public_key())},
                       {"codeword_fingerprint", codeword_fingerprint(ident.did())}});
@@ -84,6 +85,7 @@ void register_id(CLI::App& app, Globals& g, Action& action) {
                       {"key_type", "Ed25519"},
                       {"public_key", pk},
                       {"codeword_fingerprint", fp},
+                      {"path", *file},
                       {"file", *file},
                       {"mode", file_mode(*file)}});
         } else {
@@ -126,7 +128,7 @@ void register_id(CLI::App& app, Globals& g, Action& action) {
         if (g.json) {
           nlohmann::json dids = nlohmann::json::array();
           for (const auto& e : entries) dids.push_back(e.did);
-          print_json({{"file", *file}, {"entries", entries.size()}, {"dids", dids}});
+          print_json({{"path", *file}, {"file", *file}, {"entries", entries.size()}, {"dids", dids}});
         } else {
           std::printf("%s: %zu entries\n", file->c_str(), entries.size());
           for (const auto& e : entries) std::printf("  %s\n", e.did.c_str());

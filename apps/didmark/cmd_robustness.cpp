@@ -550,9 +550,12 @@ int run_robustness(const RobustFlags& f, Globals& g) {
   }
   progress.done();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  json rep{{"input", f.input},
+  json rep{{"path", f.input},
+           {"input", f.input},
            {"kind", array ? "array" : "checkpoint"},
            {"format", array ? "npy" : std::string(checkpoint_format_name(original.format))},
+           {"sharded", !array && original.format == CheckpointFormat::safetensors_sharded},
+           {"did", r.owners[0].did},
            {"owner", r.owners[0].did},
            {"scheme", std::string(scheme_name(r.wopt.scheme))},
            {"p_threshold", r.wopt.p_threshold},

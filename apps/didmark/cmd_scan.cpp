@@ -34,6 +34,7 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
       "  {\"path\", \"format\", \"detected\": [DIDs], \"verdicts\": [{did, status, detected, z, p_value,\n"
       "   p_family, screened, ...}], \"warnings\", \"family\", \"fwer\", \"screen\", \"seconds\"}\n"
       "  {\"path\", \"error\": {\"code\", \"message\"}} for a file that cannot be read; the scan goes on.\n"
+      "  (schema: docs/json/scan.schema.json)\n"
       "Detection is family-wise per file: p_family = 1 - (1 - p)^K over the K owners <= --fwer (default\n"
       "1e-9). For a stream of uploads, set --fwer to the false-accusation budget divided by the uploads\n"
       "it must cover (docs/watermark.md#many-owners). Checkpoints are screened on a sample first when\n"

@@ -245,7 +245,8 @@ int run_verify(Globals& g, const std::string& file, bool allow_reformatted) {
     c.reason.clear();
   }
   if (g.json) {
-    print_json({{"file", file},
+    print_json({{"path", file},
+                {"file", file},
                 {"valid", c.valid},
                 {"signature_ok", c.signature_ok},
                 {"payouts_ok", c.payouts_ok},

@@ -26,7 +26,8 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
   cmd->footer(
       "One verdict per owner: did, status (detected, not_detected, no_eligible_data), detected, z,\n"
       "p_value (a bound on the chance of this score without the mark), p_family (p_value corrected for\n"
-      "the K owners tested, Sidak 1 - (1 - p)^K), screened, bit_errors, bits, elements, tensors. A mark\n"
+      "the K owners tested, Sidak 1 - (1 - p)^K), screened, bit_errors, bits, elements, tensors\n"
+      "(schema: docs/json/verify.schema.json; vocabulary: docs/json/README.md). A mark\n"
       "is detected when p_value <= --p-threshold and p_family <= --fwer (default 1e-9; with one owner\n"
       "the two are the same). With a registry of many owners a checkpoint is screened first: every\n"
       "owner is scored on a sample and only candidates take the full pass (--screen, docs/watermark.md).\n"

@@ -29,10 +29,15 @@ nlohmann::json checkpoint_embed_json(const InputEmbedReport& in, const Owner& ow
   for (const auto& [name, why] : r.withheld) withheld.push_back({{"name", name}, {"reason", why}});
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& o : r.outputs) outputs.push_back(o.string());
-  return {{"input", in.input.string()},
+  // Canonical names beside their aliases (docs/json/README.md): path = input, sharded beside
+  // the reader name in format, max_relative_change = max_tensor_change.
+  return {{"path", in.input.string()},
+          {"input", in.input.string()},
           {"output", in.output.string()},
           {"outputs", outputs},
+          {"kind", "checkpoint"},
           {"format", std::string(checkpoint_format_name(r.format))},
+          {"sharded", r.format == CheckpointFormat::safetensors_sharded},
           {"did", owner.did},
           {"scheme", std::string(scheme_name(e.scheme))},
           {"strength", e.strength},
@@ -42,6 +47,7 @@ nlohmann::json checkpoint_embed_json(const InputEmbedReport& in, const Owner& ow
           {"tensors_marked", e.tensors_marked},
           {"elements_marked", e.elements_marked},
           {"relative_change", e.relative_change},
+          {"max_relative_change", e.max_tensor_change},
           {"max_tensor_change", e.max_tensor_change},
           {"within_budget", e.within_budget},
           {"expected_z", e.expected_z},
@@ -52,18 +58,26 @@ nlohmann::json checkpoint_embed_json(const InputEmbedReport& in, const Owner& ow
 
 nlohmann::json table_embed_json(const InputEmbedReport& in, const Owner& owner) {
   const TableEmbedReport& r = *in.table;
-  return {{"format", "csv"},
+  // Canonical beside alias: rows_marked = rows_selected, columns_marked = tensors_marked,
+  // mark_columns = columns (the same names as the table verdict).
+  return {{"kind", "table"},
+          {"format", "csv"},
+          {"sharded", false},
+          {"path", in.input.string()},
           {"input", in.input.string()},
           {"output", in.output.string()},
           {"did", owner.did},
           {"rows", r.rows},
+          {"rows_marked", r.rows_selected},
           {"rows_selected", r.rows_selected},
           {"elements_marked", r.cells_marked},
           {"cells_marked", r.cells_marked},
           {"cells_changed", r.cells_changed},
           {"cells_skipped", r.cells_skipped},
+          {"columns_marked", static_cast<int>(r.columns.size())},
           {"tensors_marked", static_cast<int>(r.columns.size())},
           {"key_columns", r.key_columns},
+          {"mark_columns", r.columns},
           {"columns", r.columns},
           {"gamma", r.gamma},
           {"delimiter", std::string(1, r.delimiter)},
@@ -78,7 +92,11 @@ nlohmann::json table_embed_json(const InputEmbedReport& in, const Owner& owner) 
 
 nlohmann::json array_embed_json(const InputEmbedReport& in, const Owner& owner) {
   const ArrayEmbedReport& r = *in.array;
-  return {{"format", "npy"},
+  // Canonical beside alias: path = input, max_relative_change = max_row_change.
+  return {{"kind", "array"},
+          {"format", "npy"},
+          {"sharded", false},
+          {"path", in.input.string()},
           {"input", in.input.string()},
           {"output", in.output.string()},
           {"did", owner.did},
@@ -91,6 +109,7 @@ nlohmann::json array_embed_json(const InputEmbedReport& in, const Owner& owner) 
           {"strength", r.strength},
           {"relative_change", r.relative_change},
           {"mean_row_change", r.mean_row_change},
+          {"max_relative_change", r.max_row_change},
           {"max_row_change", r.max_row_change},
           {"min_cosine", r.min_cosine},
           {"mean_cosine", r.mean_cosine},
@@ -151,12 +170,14 @@ nlohmann::json verdict_json_of(const Verdict& v) {
     const TableVerifyReport& r = *v.table;
     j["format"] = "csv";
     j["rows"] = r.rows;
+    j["rows_marked"] = r.marked_rows;  // canonical; marked_rows is its alias
     j["marked_rows"] = r.marked_rows;
     j["matches"] = r.matches;
     j["duplicate_rows"] = r.duplicate_rows;
     j["bits_covered"] = r.bits_covered;
     j["key_columns"] = r.key_column_names;
     j["mark_columns"] = r.mark_column_names;
+    j["columns_marked"] = v.tensors;  // what "tensors" counts for a table
     j["delimiter"] = std::string(1, r.delimiter);
   } else if (v.array) {
     const ArrayVerifyReport& r = *v.array;
@@ -204,7 +225,10 @@ nlohmann::json file_json(const FileVerdicts& fv) {
     all.push_back(verdict_json_of(v));
   }
   return {{"path", fv.path.string()},
+          {"kind", std::string(input_kind_name(fv.format.kind))},
           {"format", fv.format.name},
+          {"sharded", fv.format.kind == InputKind::checkpoint &&
+                          fv.format.checkpoint == CheckpointFormat::safetensors_sharded},
           {"detected", detected},
           {"verdicts", all},
           {"warnings", strings(fv.warnings)},
