@@ -55,7 +55,8 @@ py::dict tensor_dict(const TensorReport& t, bool embed) {
   d["name"] = t.name;
   d["dtype"] = std::string(dtype_name(t.dtype));
   d["elements"] = t.elements;
-  d[embed ? "marked" : "used"] = t.used;
+  d["marked"] = t.used;
+  if (!embed) d["used"] = t.used;  // the old name of verify's per_tensor (docs/json/README.md: alias)
   if (!t.used) d["skip_reason"] = t.skip_reason;
   if (embed && t.used) d["relative_change"] = t.relative_change;
   if (!embed && t.used) d["z"] = t.z;
@@ -73,7 +74,8 @@ py::dict embed_dict(const EmbedReport& e, const std::string& did) {
   d["tensors_marked"] = e.tensors_marked;
   d["elements_marked"] = e.elements_marked;
   d["relative_change"] = e.relative_change;
-  d["max_tensor_change"] = e.max_tensor_change;
+  d["max_tensor_change"] = e.max_tensor_change;  // alias of max_relative_change (docs/json/README.md)
+  d["max_relative_change"] = e.max_tensor_change;
   d["within_budget"] = e.within_budget;
   d["expected_z"] = e.expected_z;
   d["seconds"] = e.seconds;

@@ -222,7 +222,8 @@ def test_statement_hints(run, owners, tmp_path):
 
 def test_a_safetensors_file_named_bin_is_read_by_its_content(run, owners, tmp_path):
     run("synth", "checkpoint", "-o", tmp_path / "m.safetensors", "--params", 2_000_000, "--hidden", 256)
-    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"])
+    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"],
+        "--strength", 0.01)
     (tmp_path / "marked.safetensors").rename(tmp_path / "pytorch_model.bin")
     out = json.loads(run("--json", "verify", tmp_path / "pytorch_model.bin", "--id", owners["alice"]).stdout)
     assert out["format"] == "safetensors" and out["verdicts"][0]["detected"]
@@ -231,7 +232,8 @@ def test_a_safetensors_file_named_bin_is_read_by_its_content(run, owners, tmp_pa
 def test_python_verify_file_reports_the_family_wise_p(run, owners, tmp_path):
     didmark = pytest.importorskip("didmark", reason="the didmark Python module is not built")
     run("synth", "checkpoint", "-o", tmp_path / "m.safetensors", "--params", 2_000_000, "--hidden", 256)
-    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"])
+    run("embed", tmp_path / "m.safetensors", "-o", tmp_path / "marked.safetensors", "--id", owners["alice"],
+        "--strength", 0.01)
     res = didmark.verify_file(tmp_path / "marked.safetensors", registry=str(owners["registry"]))
     alice, bob = res["verdicts"]
     assert alice["detected"] and not bob["detected"]
