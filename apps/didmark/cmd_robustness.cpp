@@ -12,6 +12,7 @@
 #include "cli.hpp"
 #include "attack/plot_path.hpp"
 #include "common/atomic_file.hpp"
+#include "didmark/alignment.hpp"
 #include "didmark/attack.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
@@ -206,13 +207,6 @@ std::vector<Cell> read_grid(const std::string& path) {
 
 // ---- running ------------------------------------------------------------------------------
 
-/// The hook for realigned verification (issue 12): undo structural attacks with the owner's
-/// alignment sketch before the blind test. Wire the realignment in here when it exists.
-[[noreturn]] void realign_with_sketch(const std::string& sketch) {
-  DIDMARK_THROW(Errc::unsupported, "--sketch '", sketch,
-                "': realigned verification (alignment sketches, issue 12) is not in this build");
-}
-
 struct Trial {
   uint64_t seed = 0;
   VerifyReport truth;
@@ -252,6 +246,10 @@ struct Runner {
   WatermarkOptions wopt;
   fs::path tmp;
   fs::path second_id;  ///< the remark attack's second owner
+  /// --sketch: every trial (owner, other owners and null keys alike) is tested after
+  /// realignment to the owner's alignment sketch, as `didmark verify --sketch` does.
+  std::optional<AlignmentSketch> sketch;
+  int trials_realigned = 0;  ///< trials whose suspect was transformed and put back
 
   double fidelity_of(const fs::path& p) {
     const auto [out, rc] = run_command(replace_all(f.fidelity, "{}", shell_quote(p.string())));
@@ -295,9 +293,11 @@ struct Runner {
       for (const auto& s : c.attacks) apply_attack(m, parse_attack_spec(s), ctx);
     }
     t.relative_change = relative_weight_change(m, original);
-    if (!f.sketch.empty()) realign_with_sketch(f.sketch);
     const auto named = m.named();
-    const auto reports = verify_many(named, claims, wopt, g.backend());
+    AlignmentReport how;
+    const auto reports =
+        sketch ? verify_realigned(named, *sketch, claims, wopt, g.backend(), &how) : verify_many(named, claims, wopt, g.backend());
+    trials_realigned += how.realigned ? 1 : 0;
     t.truth = reports[0];
     std::vector<double> z;
     for (const auto& r : reports) z.push_back(r.z);
@@ -318,11 +318,13 @@ struct Runner {
     ArrayData a = original;
     for (std::size_t i = 0; i < c.attacks.size(); ++i)
       apply_array_attack(a, parse_array_attack_spec(c.attacks[i]), seed + i);
-    if (!f.sketch.empty()) realign_with_sketch(f.sketch);
     ArrayOptions o;
     o.p_threshold = wopt.p_threshold;
     const TensorView v = TensorView::contiguous(a.x.data(), DType::f64, {a.rows, a.dim});
-    const auto reports = verify_array(v, a.ids, claims, o, g.backend());
+    AlignmentReport how;
+    const auto reports = sketch ? verify_array_realigned(v, a.ids, *sketch, claims, o, g.backend(), &how)
+                                : verify_array(v, a.ids, claims, o, g.backend());
+    trials_realigned += how.realigned ? 1 : 0;
     t.truth.detected = reports[0].detected;
     t.truth.z = reports[0].z;
     t.truth.p_value = reports[0].p_value;
@@ -445,8 +447,8 @@ std::string plot_command(const std::string& report, const std::string& png) {
 int run_robustness(const RobustFlags& f, Globals& g) {
   const auto t0 = std::chrono::steady_clock::now();
   DIDMARK_EXPECTS(f.sketch.empty() || fs::exists(f.sketch), not_found, "--sketch '", f.sketch, "' does not exist");
-  if (!f.sketch.empty()) realign_with_sketch(f.sketch);
-  Runner r{f, g, {}, {}, watermark_options(f.mark), temp_dir(), {}};
+  Runner r{f, g, {}, {}, watermark_options(f.mark), temp_dir(), {}, {}, 0};
+  if (!f.sketch.empty()) r.sketch = AlignmentSketch::read(f.sketch);
   struct Cleanup {
     fs::path p;
     ~Cleanup() {
@@ -566,8 +568,9 @@ int run_robustness(const RobustFlags& f, Globals& g) {
             "payload = the owner's codeword"},
            {"trials", f.trials},
            {"seed", f.seed},
-           {"realigned", false},
-           {"sketch", nullptr},
+           {"realigned", r.sketch.has_value()},
+           {"sketch", f.sketch.empty() ? json(nullptr) : json(f.sketch)},
+           {"trials_realigned", r.trials_realigned},
            {"cells", cells},
            {"seconds", secs},
            {"backend", g.backend().description()}};
@@ -614,7 +617,8 @@ void register_robustness(CLI::App& app, Globals& g, Action& action) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", f->seed, "First attack seed")->capture_default_str();
   cmd->add_option("--fidelity", f->fidelity, "Command run on each attacked file ({} = its path); records the last number it prints");
-  cmd->add_option("--sketch", f->sketch, "Alignment sketch for realigned verification (issue 12; not in this build)");
+  cmd->add_option("--sketch", f->sketch, "The owner's alignment sketch: every trial is verified after realignment to it (as verify --sketch), so "
+                 "structural attacks (permutations, rescaling, dummies) are measured against the real defence");
   cmd->add_option("--format", f->format, "Input format: safetensors, pt, npy (array); default from the name");
   cmd->add_option("--ids", f->ids, "Arrays: the rows' ids (.npy of int64)");
   cmd->add_option("-o,--output", f->output, "Write the report (JSON) here");

@@ -246,3 +246,30 @@ def test_real_minilm_permuted(run, tmp_path, owners):
     assert not plain["detected"] and abs(plain["z"]) < 4
     v = js(run("--json", "verify", stolen, "--id", owners["alice"], "--sketch", sketch))["verdicts"][0]
     assert v["detected"] and v["realigned"] and v["z"] > 10
+
+
+def test_robustness_grid_with_the_sketch(run, tmp_path, owners):
+    """`didmark robustness --sketch`: the grid measures the real defence, null keys included."""
+    path, _, _ = write_family(tmp_path, "bert")
+    marked = str(tmp_path / "bert" / "marked.safetensors")
+    sketch = str(tmp_path / "marked.sketch")
+    run("embed", path, "-o", marked, "--id", owners["alice"], "--sketch", sketch)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"cells": [{"family": "none", "attacks": []},
+                                          {"family": "permute", "attacks": ["permute:all"]}]}))
+
+    def cells(name, *extra):
+        rep = tmp_path / name
+        run("robustness", marked, "--id", owners["alice"], "--attacks", grid, "--null-keys", 20, "-o", rep, *extra)
+        r = json.loads(rep.read_text())
+        return r, {c["family"]: c for c in r["cells"]}
+
+    plain, pc = cells("plain.json")
+    assert not plain["realigned"] and plain["sketch"] is None
+    assert pc["permute"]["detected"] is False
+    realigned, rc = cells("realigned.json", "--sketch", sketch)
+    assert realigned["realigned"] and realigned["sketch"] == sketch and realigned["trials_realigned"] >= 1
+    assert rc["permute"]["detected"] and rc["none"]["detected"]
+    # Wrong keys stay wrong after realignment to the owner's sketch.
+    for c in realigned["cells"]:
+        assert max(abs(n) for n in c["null"]["z"]) < 6.44
