@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "certificate_hooks.hpp"
 #include "cli.hpp"
 #include "didmark/error.hpp"
 #include "mark_options.hpp"
@@ -14,6 +15,7 @@ namespace {
 
 struct ScanFlags {
   MarkFlags mark;
+  CertificateFlags cert;
   std::vector<std::string> paths;
   int jobs = 1;
 };
@@ -28,6 +30,7 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
   cmd->add_option("PATH", f->paths, "Files and folders (walked recursively)")->required();
   add_owner_options(*cmd, f->mark, false, true);
   add_mark_options(*cmd, f->mark, true);
+  add_verify_certificate_options(*cmd, f->cert);
   cmd->add_option("-j,--jobs", f->jobs, "Files verified in parallel")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->footer(
       "Writes JSON Lines on stdout, one line per file in path order:\n"
@@ -42,12 +45,19 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
       "Each file is read once for all owners. In folders, files of no known format and hidden files\n"
       "are skipped, and the shards of a sharded checkpoint are scanned under its index. Dataset\n"
       "arrays take their row ids from --ids or from the sidecar X.ids.npy beside X.npy.\n"
+      "With --certificate (repeatable): the certified owners are tested too (after realignment to their\n"
+      "certified sketches) and every file's line gains \"precedence\": who marked first, by countersigned\n"
+      "time, as `didmark verify --certificate` reports it.\n"
       "Exit codes: 0 at least one mark detected, 1 none detected, 2 some file failed (or bad usage).");
-  cmd->callback([&g, &action, f] {
-    action = [&g, f]() -> int {
-      DIDMARK_EXPECTS(!f->mark.registry.empty(), invalid_argument, "scan needs --registry REG.jsonl");
-      const auto owners = resolve_owners(f->mark);
-      const InputOptions options = input_options(f->mark);
+  cmd->callback([&g, &action, f, cmd] {
+    action = [&g, f, cmd]() -> int {
+      DIDMARK_EXPECTS(!f->mark.registry.empty() || !f->cert.files.empty(), invalid_argument,
+                      "scan needs --registry REG.jsonl (or --certificate CERT.json)");
+      // Certificates add their owners, and the mark options they certify (before the options are read).
+      const CertifiedOwners co = resolve_certified_owners(f->mark, f->cert, *cmd);
+      const std::vector<Owner>& owners = co.owners;
+      InputOptions options = input_options(f->mark);
+      for (auto& s : certified_sketches(co, options.sketches)) options.sketches.push_back(std::move(s));
       int failed = 0, detected_files = 0;
       std::optional<Progress> progress;
       ScanOptions so;
@@ -58,6 +68,9 @@ void register_scan(CLI::App& app, Globals& g, Action& action) {
         if (it.verdicts) {
           line = as_json(file_verdicts_json(*it.verdicts));
           line["seconds"] = it.verdicts->seconds;
+          if (!f->cert.files.empty())
+            line["precedence"] = certificate_precedence(co, it.path, owners, options, it.verdicts->verdicts,
+                                                        g.backend(), true);
           detected_files += line["detected"].empty() ? 0 : 1;
         } else {
           line = error_line(it.path.string(), it.error_code, it.error_message);

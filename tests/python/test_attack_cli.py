@@ -625,3 +625,26 @@ def test_finetune_attack(tmp_path, mode):
     rel = np.sqrt(sum(((a[k].astype(float) - t[k]) ** 2).sum() for k in moved_) /
                   sum((t[k].astype(float) ** 2).sum() for k in moved_))
     assert 1e-5 < rel < 0.2
+
+
+def test_attack_a_torch_file_end_to_end(run, tmp_path):
+    """A .pt written by torch.save: marked, attacked (noise, cast, permutation) into a .pt that
+    PyTorch's default torch.load (weights_only=True) opens, and still verified."""
+    torch = pytest.importorskip("torch")
+    if "needs a build" in run("formats").stdout:
+        pytest.skip("built without LibTorch")
+    g = torch.Generator().manual_seed(3)
+    sd = {f"encoder.layer.{i}.intermediate.dense.weight": torch.randn(512, 256, generator=g) * 0.02
+          for i in range(8)}
+    sd["embeddings.position_ids"] = torch.arange(64)
+    src = tmp_path / "pytorch_model.bin"
+    torch.save(sd, src)
+    run("id", "new", "-o", tmp_path / "a.id.json")
+    run("embed", src, "-o", tmp_path / "marked.bin", "--id", tmp_path / "a.id.json", "--strength", 0.01)
+    rep, _ = attack(run, tmp_path / "marked.bin", tmp_path / "stolen.bin", "noise:0.01", "cast:bf16")
+    assert rep is not None
+    loaded = torch.load(tmp_path / "stolen.bin")  # weights_only=True is the default
+    assert set(loaded) == set(sd) and loaded["embeddings.position_ids"].equal(sd["embeddings.position_ids"])
+    assert loaded["encoder.layer.0.intermediate.dense.weight"].shape == (512, 256)
+    v = json.loads(run("--json", "verify", tmp_path / "stolen.bin", "--id", tmp_path / "a.id.json").stdout)
+    assert v["verdicts"][0]["detected"] and v["format"] == "pt"

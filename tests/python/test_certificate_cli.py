@@ -437,3 +437,29 @@ def test_help(run):
     assert "--certificate" in run("embed", "--help").stdout
     assert "--certificate" in run("verify", "--help").stdout
     assert "--derivative-share" in run("attribute", "lineage", "--help").stdout
+
+
+def test_scan_with_certificates(run, world):
+    """`didmark scan --certificate`: every file's line carries the precedence verify would give."""
+    w = world
+    d = w["dir"]
+    up = d / "uploads"
+    up.mkdir()
+    a, b = up / "a.safetensors", up / "b.safetensors"
+    embed(run, w, w["base"], a, "alice", "--certificate", d / "a.cert.json")
+    run("certificate", "countersign", d / "a.cert.json", "--authority", w["op"], "-o", d / "a.cs.json",
+        "--timestamp", "2026-01-10T09:00:00Z")
+    embed(run, w, a, b, "bob", "--certificate", d / "b.cert.json")
+    run("certificate", "countersign", d / "b.cert.json", "--authority", w["op"], "-o", d / "b.cs.json",
+        "--timestamp", "2026-02-10T09:00:00Z")
+    p = run("--json", "scan", up, "--registry", w["reg"], "--certificate", d / "b.cs.json", "--certificate",
+            d / "a.cs.json")
+    lines = {json.loads(l)["path"].split("/")[-1]: json.loads(l) for l in p.stdout.splitlines() if l.strip()}
+    assert set(lines) == {"a.safetensors", "b.safetensors"}
+    for name in ("a.safetensors", "b.safetensors"):
+        _, prec = precedence_of(run, w, up / name, d / "a.cs.json", d / "b.cs.json")
+        assert lines[name]["precedence"] == prec
+    assert [e["did"] for e in lines["b.safetensors"]["precedence"]] == [w["alice_did"], w["bob_did"]]
+    # Without certificates the lines have no precedence (as before).
+    p = run("--json", "scan", up, "--registry", w["reg"])
+    assert all("precedence" not in json.loads(l) for l in p.stdout.splitlines() if l.strip())
