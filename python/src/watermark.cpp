@@ -1,4 +1,6 @@
 // embed / verify on numpy arrays in memory, and on checkpoint files.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "bindings.hpp"
@@ -116,7 +118,7 @@ py::tuple embed_arrays(const py::handle& tensors, const py::handle& key, const p
                        const std::optional<double>& strength, const std::string& scheme,
                        const std::optional<double>& max_change, const std::optional<std::string>& include,
                        const std::optional<std::vector<std::string>>& names, bool in_place,
-                       const std::string& device) {
+                       const std::string& device, bool allow_weak) {
   const WatermarkKey k = key_of(key);
   std::string did;
   const Payload payload = payload_of(owner, key, did);
@@ -149,6 +151,15 @@ py::tuple embed_arrays(const py::handle& tensors, const py::handle& key, const p
                   "%, over the budget of ", 100 * o.max_relative_change, "% (lower the strength or raise max_change)",
                   in_place ? "; the arrays were changed in place" : "");
   }
+  // As the CLI: a mark the default test cannot prove (expected z under the threshold plus 2)
+  // is refused unless asked for.
+  const double need = provable_z(o.p_threshold);
+  if (!allow_weak && r.scheme == Scheme::spread_spectrum && r.expected_z < need)
+    DIDMARK_THROW(Errc::invalid_argument, "the mark could not be proved: expected z ", r.expected_z, " (",
+                  r.elements_marked, " elements at strength ", r.strength, ") is below ", need,
+                  "; use strength=", 1.1 * need / std::sqrt(static_cast<double>(std::max<int64_t>(r.elements_marked, 1))),
+                  " or more, mark more tensors, or pass allow_weak=True",
+                  in_place ? "; the arrays were changed in place" : "");
   py::dict out;
   for (std::size_t i = 0; i < src.tensors.size(); ++i)
     out[py::str(src.tensors[i].name)] = in_place ? src.given[i] : dst.arrays[i].owner;
@@ -266,13 +277,15 @@ void bind_watermark(py::module_& m) {
   m.def("embed", &embed_arrays, "tensors"_a, "key"_a, "owner"_a = py::none(), py::kw_only(),
         "strength"_a = py::none(), "scheme"_a = "spread-spectrum", "max_change"_a = py::none(),
         "include"_a = py::none(), "names"_a = py::none(), "in_place"_a = false, "device"_a = "auto",
+        "allow_weak"_a = false,
         "embed(tensors, key, owner=None, *, strength=None, scheme='spread-spectrum', max_change=None, "
-        "include=None, names=None, in_place=False, device='auto') -> (dict of arrays, report)\n\n"
+        "include=None, names=None, in_place=False, device='auto', allow_weak=False) -> (dict of arrays, report)\n\n"
         "Mark {name: array} (float64/float32/float16, C-contiguous) with `key` (32 bytes, 64 hex digits "
         "or an Identity) and the codeword of `owner` (a DID; None: the Identity's own DID; or a "
         "sequence of 0/1 payload bits). Returns new arrays (the inputs are not touched unless "
-        "in_place=True) and the embed report. Raises didmark.Error when no tensor can be marked or a "
-        "tensor would change by more than max_change.");
+        "in_place=True) and the embed report. Raises didmark.Error when no tensor can be marked, a "
+        "tensor would change by more than max_change, or the mark could not be proved at p <= 1e-9 (expected z "
+        "under the threshold plus 2; allow_weak=True writes it anyway).");
   m.def("verify", &verify_arrays, "tensors"_a, "key"_a, "owner"_a = py::none(), py::kw_only(),
         "scheme"_a = "auto", "p_threshold"_a = 1e-9, "include"_a = py::none(), "names"_a = py::none(),
         "device"_a = "auto",

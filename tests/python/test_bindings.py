@@ -428,3 +428,18 @@ def test_split_options_and_errors():
     with pytest.raises(didmark.Error) as e:
         didmark.split(1, {"not a did": 1})
     assert e.value.code == "invalid_argument"
+
+
+def test_weak_marks_are_refused_in_memory_too(alice):
+    rng = np.random.default_rng(11)
+    small = {"model.layers.0.mlp.up_proj.weight": (rng.standard_normal((256, 256)) * 0.02).astype(np.float32)}
+    with pytest.raises(didmark.Error, match="allow_weak") as e:
+        didmark.embed(small, alice)
+    assert e.value.code == "invalid_argument" and "strength=" in str(e.value)
+    marked, rep = didmark.embed(small, alice, allow_weak=True)
+    assert rep["tensors_marked"] == 1 and not np.array_equal(marked["model.layers.0.mlp.up_proj.weight"],
+                                                             small["model.layers.0.mlp.up_proj.weight"])
+    # The strength it suggests does prove it.
+    strength = float(str(e.value).split("strength=")[1].split()[0])
+    marked, _ = didmark.embed(small, alice, strength=strength, max_change=2.5 * strength)
+    assert didmark.verify(marked, alice)["detected"]
