@@ -243,7 +243,8 @@ py::object verify_file(const py::handle& input, const py::handle& identity, cons
                        const py::handle& did, const py::handle& registry, const std::string& scheme,
                        double p_threshold, const std::optional<std::string>& include,
                        const std::optional<std::string>& format, const py::handle& ids, bool fixed_order,
-                       const std::string& device, const std::optional<double>& fwer, const std::string& screen) {
+                       const std::string& device, const std::optional<double>& fwer, const std::string& screen,
+                       const py::handle& sketches) {
   const fs::path in = path_of(input);
   const std::vector<Owner> owners = owners_from(identity, key, did, registry);
   InputOptions o = input_options(
@@ -253,6 +254,15 @@ py::object verify_file(const py::handle& input, const py::handle& identity, cons
   const auto mode = parse_screen_mode(screen);
   DIDMARK_EXPECTS(mode.has_value(), invalid_argument, "screen= must be 'auto', 'on' or 'off'");
   o.screen.mode = *mode;
+  if (!sketches.is_none()) {
+    // One path or a list of paths: each sketch names its owner, tested after realignment to it.
+    std::vector<std::string> paths;
+    if (py::isinstance<py::str>(sketches) || py::hasattr(sketches, "__fspath__"))
+      paths.push_back(path_of(sketches));
+    else
+      for (const py::handle& p : sketches) paths.push_back(path_of(p));
+    o.sketches = load_sketches(paths);
+  }
   FileVerdicts fv;
   {
     py::gil_scoped_release nogil;
@@ -306,10 +316,13 @@ void bind_watermark(py::module_& m) {
   m.def("verify_file", &verify_file, "input"_a, "identity"_a = py::none(), py::kw_only(), "key"_a = py::none(),
         "did"_a = py::none(), "registry"_a = py::none(), "scheme"_a = "auto", "p_threshold"_a = 1e-9,
         "include"_a = py::none(), "format"_a = py::none(), "ids"_a = py::none(), "fixed_order"_a = false,
-        "device"_a = "auto", "fwer"_a = kDefaultFwer, "screen"_a = "auto",
+        "device"_a = "auto", "fwer"_a = kDefaultFwer, "screen"_a = "auto", "sketches"_a = py::none(),
         "verify_file(input, identity=None, *, key=None, did=None, registry=None, scheme='auto', "
         "p_threshold=1e-9, include=None, format=None, ids=None, fixed_order=False, device='auto', fwer=1e-9, "
-        "screen='auto') -> dict\n\n"
+        "screen='auto', sketches=None) -> dict\n\n"
+        "sketches: an owner's alignment sketch (a path, or a list of paths, as `verify --sketch`): that owner "
+        "is tested after undoing permutations, rescaling, dummies and renames (verdicts gain realigned and "
+        "alignment).\n"
         "fwer: family-wise error level over the owners of the call (detected needs p_family <= fwer; None: "
         "off). screen: 'auto' (from 32 owners), 'on' or 'off': score many owners on a sample first.\n"
         "Verify any input `didmark verify` takes for one owner (identity=, or key= with did=) or every owner "

@@ -273,3 +273,18 @@ def test_robustness_grid_with_the_sketch(run, tmp_path, owners):
     # Wrong keys stay wrong after realignment to the owner's sketch.
     for c in realigned["cells"]:
         assert max(abs(n) for n in c["null"]["z"]) < 6.44
+
+
+def test_python_verify_file_with_a_sketch(run, tmp_path, owners):
+    didmark = pytest.importorskip("didmark", reason="the didmark Python module is not built")
+    path, _, _ = write_family(tmp_path, "llama")
+    marked = str(tmp_path / "llama" / "marked.safetensors")
+    sketch = str(tmp_path / "marked.sketch")
+    run("embed", path, "-o", marked, "--id", owners["alice"], "--sketch", sketch)
+    stolen = str(tmp_path / "llama" / "stolen.safetensors")
+    run("attack", marked, "-o", stolen, "--attack", "permute:all")
+    plain = didmark.verify_file(stolen, owners["alice"])["verdicts"][0]
+    assert not plain["detected"]
+    v = didmark.verify_file(stolen, owners["alice"], sketches=sketch)["verdicts"][0]
+    assert v["detected"] and v["realigned"] and v["alignment"]["rows_moved"] > 0
+    assert didmark.verify_file(stolen, owners["alice"], sketches=[sketch])["verdicts"][0]["detected"]
