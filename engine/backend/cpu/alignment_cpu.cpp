@@ -71,7 +71,8 @@ class CpuAlignmentOps final : public AlignmentOps {
 
   void axis_sumsq(const TensorView& w, std::span<double> rows, std::span<double> cols) override {
     check_host(w, "axis_sumsq input");
-    const auto [R, C] = matrix_shape(w);
+    const auto shape = matrix_shape(w);
+    const int64_t R = shape[0], C = shape[1];
     DIDMARK_ASSERT(rows.empty() || static_cast<int64_t>(rows.size()) == R);
     DIDMARK_ASSERT(cols.empty() || static_cast<int64_t>(cols.size()) == C);
     const AlignElem t = align_elem(w.dtype);
@@ -97,7 +98,8 @@ class CpuAlignmentOps final : public AlignmentOps {
 
   void gather(const TensorView& w, int axis, std::span<const int64_t> index, std::span<float> out) override {
     check_host(w, "gather input");
-    const auto [R, C] = matrix_shape(w);
+    const auto shape = matrix_shape(w);
+    const int64_t R = shape[0], C = shape[1];
     DIDMARK_ASSERT(axis == 0 || axis == 1);
     const int64_t len = axis == 0 ? C : R, lim = axis == 0 ? R : C;
     const int64_t K = static_cast<int64_t>(index.size());
@@ -129,8 +131,8 @@ class CpuAlignmentOps final : public AlignmentOps {
     check_host(w, "realign input");
     check_host(out, "realign output");
     DIDMARK_ASSERT(out.dtype == DType::f32);
-    const auto [Rin, Cin] = matrix_shape(w);
-    const auto [R, C] = matrix_shape(out);
+    const auto in_shape = matrix_shape(w), out_shape = matrix_shape(out);
+    const int64_t Rin = in_shape[0], Cin = in_shape[1], R = out_shape[0], C = out_shape[1];
     DIDMARK_ASSERT(static_cast<int64_t>(row_src.size()) == R && static_cast<int64_t>(col_src.size()) == C);
     DIDMARK_ASSERT(row_mul.size() == row_src.size() && col_mul.size() == col_src.size());
     const int64_t row_lim = transposed ? Cin : Rin, col_lim = transposed ? Rin : Cin;
@@ -200,7 +202,8 @@ class CpuAlignmentOps final : public AlignmentOps {
   void rotate(const TensorView& w, std::span<const int64_t> rows, std::span<const float> q,
               std::span<float> out) override {
     check_host(w, "rotate input");
-    const auto [R, D] = matrix_shape(w);
+    const auto shape = matrix_shape(w);
+    const int64_t R = shape[0], D = shape[1];
     const auto N = static_cast<int64_t>(rows.size());
     DIDMARK_ASSERT(static_cast<int64_t>(q.size()) == D * D && static_cast<int64_t>(out.size()) == N * D);
     for (int64_t r : rows) DIDMARK_ASSERT(r >= 0 && r < R);
