@@ -101,7 +101,7 @@ bench() {  # bench NAME BINARY FILTER [env...]
   shift 3
   if [ "$(left)" -lt 60 ]; then echo "skip $name (time)"; return; fi
   [ -x "$BUILD/bench/$bin" ] || { echo "skip $name (not built)"; return; }
-  env "$@" timeout 180 "$BUILD/bench/$bin" --benchmark_filter="$filter" --benchmark_format=json \
+  env "$@" timeout 180 "$BUILD/bench/$bin" --benchmark_filter="$filter" --benchmark_format=console \
     --benchmark_out="$OUT_DIR/$name.json" --benchmark_out_format=json >"$OUT_DIR/$name.txt" 2>&1 \
     || echo "$name: exit $?"
   grep -E "^BM_|^Cuda|^Gpu" "$OUT_DIR/$name.txt" | head -30 || true
