@@ -5,6 +5,7 @@
 #include <span>
 
 #include "didmark/backend.hpp"
+#include "didmark/detail/screen_math.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::backend_check {
@@ -42,6 +43,27 @@ inline void screen_args(const ScreenSample& sample, std::span<const detail::Carr
   const std::size_t words = (L + 63) / 64;
   DIDMARK_EXPECTS(payload_bits.size() == cs.size() * words, invalid_argument, "screen: ", payload_bits.size(),
                   " payload words for ", cs.size(), " keys of ", L, " bits (", cs.size() * words, " expected)");
+}
+
+/// The sampled groups of one screen call (count 0: nothing to add), after the argument checks
+/// and with `out` reset for the call's keys: the part both backends share before their sums.
+struct ScreenRange {
+  int64_t numel = 0, count = 0, first = 0;
+};
+inline ScreenRange begin_screen(const TensorView& w, const ScreenSample& sample,
+                                std::span<const detail::CarrierSpec> cs, std::span<const uint64_t> payload_bits,
+                                ScreenSums& out) {
+  screen_args(sample, cs, payload_bits);
+  out.t.assign(cs.size(), 0.0);
+  out.sum_sq = 0;
+  out.elements = 0;
+  out.nonfinite = 0;
+  ScreenRange r;
+  r.numel = w.numel();
+  const int64_t groups = (r.numel + detail::kScreenGroup - 1) / detail::kScreenGroup;
+  r.count = detail::screen_group_count(groups, sample.stride, sample.phase);
+  if (r.count > 0) r.first = detail::screen_first_group(sample.stride, sample.phase);
+  return r;
 }
 
 inline void same_layout(const TensorView& a, const TensorView& b, const char* what) {

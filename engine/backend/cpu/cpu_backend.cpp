@@ -196,17 +196,10 @@ class CpuBackend final : public Backend {
   void screen(const TensorView& w, const ScreenSample& sample, std::span<const CarrierSpec> carriers,
               std::span<const uint64_t> payload_bits, ScreenSums& out) override {
     backend_check::host_float_view(w, "screen");
-    backend_check::screen_args(sample, carriers, payload_bits);
+    const backend_check::ScreenRange range = backend_check::begin_screen(w, sample, carriers, payload_bits, out);
+    if (range.count == 0) return;
+    const int64_t numel = range.numel, count = range.count, first = range.first;
     const auto K = static_cast<int64_t>(carriers.size());
-    out.t.assign(static_cast<std::size_t>(K), 0.0);
-    out.sum_sq = 0;
-    out.elements = 0;
-    out.nonfinite = 0;
-    const int64_t numel = w.numel();
-    const int64_t groups = (numel + detail::kScreenGroup - 1) / detail::kScreenGroup;
-    const int64_t count = detail::screen_group_count(groups, sample.stride, sample.phase);
-    if (count == 0) return;
-    const int64_t first = detail::screen_first_group(sample.stride, sample.phase);
 
     // Keys padded to whole groups of 32 (the padding repeats the last key and is never read back).
     const int64_t padded = std::max<int64_t>(32, (K + 31) / 32 * 32);

@@ -89,14 +89,10 @@ struct Signs8 {
   v8u w[4];  // w[j][i]: word j of block g0 + i
 };
 
-inline Signs8 carrier_signs8(const CarrierSpec& s, uint64_t g0) {
-  const v8u lane = {0, 1, 2, 3, 4, 5, 6, 7};
-  v8u x = splat(static_cast<uint32_t>(g0)) + lane;
-  // The high counter word changes inside a group only when the low word wraps.
-  const v8u wrapped = (v8u)(x < splat(static_cast<uint32_t>(g0)));
-  v8u y = splat((static_cast<uint32_t>(g0 >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28)) - wrapped;
-  v8u z = splat(s.stream.x), w = splat(s.stream.y);
-  uint32_t k0 = s.key.x, k1 = s.key.y;
+/// Philox4x32-10 (detail/philox.hpp) on 8 lanes: the counter words x..w per lane, the key the
+/// same in every lane (K = uint32_t) or one per lane (K = v8u).
+template <class K>
+inline Signs8 philox10_8(v8u x, v8u y, v8u z, v8u w, K k0, K k1) {
   for (int r = 0; r < 10; ++r) {
     v8u hi0, lo0, hi1, lo1;
     mulhilo8(0xD2511F53u, x, hi0, lo0);
@@ -111,6 +107,16 @@ inline Signs8 carrier_signs8(const CarrierSpec& s, uint64_t g0) {
     k1 += 0xBB67AE85u;
   }
   return Signs8{{x, y, z, w}};
+}
+
+inline Signs8 carrier_signs8(const CarrierSpec& s, uint64_t g0) {
+  const v8u lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  v8u x = splat(static_cast<uint32_t>(g0)) + lane;
+  // The high counter word changes inside a group only when the low word wraps.
+  const v8u wrapped = (v8u)(x < splat(static_cast<uint32_t>(g0)));
+  v8u y = splat((static_cast<uint32_t>(g0 >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28)) - wrapped;
+  const v8u z = splat(s.stream.x), w = splat(s.stream.y);
+  return philox10_8<uint32_t>(x, y, z, w, s.key.x, s.key.y);
 }
 
 inline u32x4 block_words(const Signs8& s, int i) { return u32x4{s.w[0][i], s.w[1][i], s.w[2][i], s.w[3][i]}; }
@@ -505,21 +511,7 @@ inline Signs8 carrier_signs8_keys(const Keys8& k, uint64_t block) {
   v8u x = splat(static_cast<uint32_t>(block));
   v8u y = splat((static_cast<uint32_t>(block >> 32) & 0x0FFFFFFFu) | (detail::kDomainSign << 28));
   v8u z = k.sx, w = k.sy;
-  v8u k0 = k.kx, k1 = k.ky;
-  for (int r = 0; r < 10; ++r) {
-    v8u hi0, lo0, hi1, lo1;
-    mulhilo8(0xD2511F53u, x, hi0, lo0);
-    mulhilo8(0xCD9E8D57u, z, hi1, lo1);
-    const v8u nx = hi1 ^ y ^ k0;
-    const v8u nz = hi0 ^ w ^ k1;
-    x = nx;
-    y = lo1;
-    z = nz;
-    w = lo0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return Signs8{{x, y, z, w}};
+  return philox10_8<v8u>(x, y, z, w, k.kx, k.ky);
 }
 
 /// Keys [k0, k1) of one screen call, padded to whole groups of 32 (k0 a multiple of 32).

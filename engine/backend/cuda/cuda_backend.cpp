@@ -143,17 +143,10 @@ class CudaBackend final : public Backend {
   void screen(const TensorView& w, const ScreenSample& sample, std::span<const CarrierSpec> carriers,
               std::span<const uint64_t> payload_bits, ScreenSums& out) override {
     check_view(w, "screen");
-    backend_check::screen_args(sample, carriers, payload_bits);
+    const backend_check::ScreenRange range = backend_check::begin_screen(w, sample, carriers, payload_bits, out);
+    if (range.count == 0) return;
+    const int64_t numel = range.numel, count = range.count, first = range.first;
     const std::size_t K = carriers.size();
-    out.t.assign(K, 0.0);
-    out.sum_sq = 0;
-    out.elements = 0;
-    out.nonfinite = 0;
-    const int64_t numel = w.numel();
-    const int64_t groups = (numel + detail::kScreenGroup - 1) / detail::kScreenGroup;
-    const int64_t count = detail::screen_group_count(groups, sample.stride, sample.phase);
-    if (count == 0) return;
-    const int64_t first = detail::screen_first_group(sample.stride, sample.phase);
     const auto lock = res_.lock();
     cuda::DeviceScope scope(res_.device());
     cudaStream_t s = res_.stream();
