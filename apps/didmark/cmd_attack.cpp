@@ -207,6 +207,7 @@ void register_attack(CLI::App& app, Globals& g, Action& action) {
       "  merge:OTHER:ALPHA       (1-ALPHA) w + ALPHA w_other (OTHER: same architecture)\n"
       "  merge-ties:OTHER:ALPHA[:DENSITY]  TIES with OTHER as base: OTHER + (1-ALPHA) trim(w - OTHER), DENSITY 0.2\n"
       "  permute:hidden|ffn|heads|all      function-preserving permutations (architecture map)\n"
+      "  permute:channels                  convolution channels of a CNN (ResNet naming; all = this on CNNs)\n"
       "  rescale[:force]         MLP neurons x a / (1/a): exact for ReLU and gated (SwiGLU) MLPs only\n"
       "  rescale-attn            value/output and query/key dims x a / (1/a): exact for every model\n"
       "  dummy:N                 N neurons per FFN with zero outgoing weights, shuffled in\n"

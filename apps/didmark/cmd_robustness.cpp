@@ -96,7 +96,8 @@ void family(std::vector<Cell>& g, const std::string& name, const std::string& tm
   }
 }
 
-std::vector<Cell> default_checkpoint_grid(bool have_original, bool structural, bool rescale_exact, bool finetune) {
+std::vector<Cell> default_checkpoint_grid(bool have_original, bool structural, bool rescale_exact, bool finetune,
+                                          bool channels) {
   std::vector<Cell> g;
   g.push_back({"none", "none", {}, "", 0});
   family(g, "noise", "noise:{}", {0.05, 0.1, 0.2, 0.5, 1.0});
@@ -123,6 +124,11 @@ std::vector<Cell> default_checkpoint_grid(bool have_original, bool structural, b
     g.push_back({"dummy", "dummy:64", {"dummy:64"}, "", 64});
     g.push_back({"permute+quant", "permute:all + quant:int8", {"permute:all", "quant:int8"}, "", 0});
     g.push_back({"permute+prune", "permute:all + prune:0.5", {"permute:all", "prune:0.5"}, "", 0});
+  }
+  if (channels) {
+    g.push_back({"permute", "permute:channels", {"permute:channels"}, "", 0});
+    g.push_back({"permute+quant", "permute:channels + quant:int8", {"permute:channels", "quant:int8"}, "", 0});
+    g.push_back({"permute+prune", "permute:channels + prune:0.5", {"permute:channels", "prune:0.5"}, "", 0});
   }
   if (finetune) {
     // The fine-tuning attack in Python (torch + transformers), 8 x 16 random tokens a step.
@@ -497,13 +503,16 @@ int run_robustness(const RobustFlags& f, Globals& g) {
     } catch (const Error& e) {
       arch = {{"error", e.what()}};
     }
+    const auto named_all = original.named();
+    const bool channels = !convolution_channels(named_all).empty();
+    if (channels) arch = {{"family", "resnet"}, {"channel_dims", convolution_channels(named_all).size()}};
     // Fine-tuning cells when torch and transformers import and the model has its config.json.
     std::error_code ec;
     const fs::path dir = fs::is_directory(f.input, ec) ? fs::path(f.input) : fs::path(f.input).parent_path();
     const bool torch_ok = original.format == CheckpointFormat::safetensors &&
                           fs::exists((dir.empty() ? fs::path(".") : dir) / "config.json", ec) &&
                           run_command("python3 -c 'import torch, transformers' >/dev/null 2>&1; echo $?").first == "0\n";
-    grid = f.grid.empty() ? default_checkpoint_grid(!f.original.empty(), structural, rescale, torch_ok)
+    grid = f.grid.empty() ? default_checkpoint_grid(!f.original.empty(), structural, rescale, torch_ok, channels)
                           : read_grid(f.grid);
   }
   // Placeholders: the merge partner and a second owner for remark attacks.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <optional>
 #include <string_view>
 
 namespace didmark::alignment {
@@ -133,6 +134,123 @@ std::string expand(const char* label, int layer) {
   return s;
 }
 
+struct Hit {
+  std::string labels[2];
+  int rank = 0;
+  int out_axis = 0;
+  std::array<int8_t, 2> roles{1, -1};
+};
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+/// torchvision ResNet naming, any prefix: a stem (conv1, bn1), blocks layerS.B.{convK, bnK,
+/// downsample.0, downsample.1} (basic or bottleneck), fc. Convolutions are [out, in, kh, kw];
+/// their axis 1 is a dimension of channels. A stage's residual stream is one dimension through
+/// every block's last convolution, its downsample and the next blocks' first convolutions; a
+/// stage whose first block has no downsample shares the previous stage's stream. A block's
+/// inner channels are its own ("layers.N.c1", N counting blocks from the input).
+///
+/// Every role is 0: a batch norm after each convolution absorbs a per-channel scale or sign
+/// of that convolution's rows alone (running statistics and the affine weights follow), so
+/// no scale or sign is shared by a dimension's tensors.
+void resnet_hits(const std::vector<TensorShape>& tensors, std::vector<Hit>& hits, std::map<std::string, int>& votes) {
+  struct Name {
+    int stage = -1, block = -1;  // -1: stem or head
+    std::string module;          // conv1, bn2, downsample.0, fc, ...
+    std::string param;           // weight, bias, running_mean, ...
+  };
+  std::vector<std::optional<Name>> names(tensors.size());
+  std::map<std::pair<int, int>, std::pair<bool, bool>> blocks;  // (stage, block) -> (conv3, downsample)
+  for (std::size_t t = 0; t < tensors.size(); ++t) {
+    const auto tok = split_dots(tensors[t].name);
+    const std::size_t n = tok.size();
+    if (n < 2) continue;
+    Name nm;
+    nm.param = std::string(tok[n - 1]);
+    std::size_t m = n - 2;  // the module token
+    if (m >= 1 && all_digits(tok[m]) && tok[m - 1] == "downsample") {
+      nm.module = "downsample." + std::string(tok[m]);
+      --m;
+    } else {
+      nm.module = std::string(tok[m]);
+    }
+    const bool block = m >= 2 && all_digits(tok[m - 1]) && starts_with(tok[m - 2], "layer") &&
+                       all_digits(tok[m - 2].substr(5));
+    if (block) {
+      nm.stage = std::stoi(std::string(tok[m - 2].substr(5)));
+      nm.block = std::stoi(std::string(tok[m - 1]));
+      auto& b = blocks[{nm.stage, nm.block}];
+      b.first = b.first || nm.module == "conv3";
+      b.second = b.second || starts_with(nm.module, "downsample");
+    } else if (!(nm.module == "conv1" || nm.module == "bn1" || nm.module == "fc") || (m >= 1 && all_digits(tok[m - 1]))) {
+      continue;
+    }
+    names[t] = nm;
+  }
+  if (blocks.empty()) return;
+  int stages = 0;
+  for (const auto& [sb, b] : blocks) stages = std::max(stages, sb.first);
+  std::vector<std::string> res(static_cast<std::size_t>(stages) + 1, "res0");
+  for (int s = 1; s <= stages; ++s) {
+    auto it = blocks.find({s, 0});
+    res[static_cast<std::size_t>(s)] = it != blocks.end() && it->second.second ? "res" + std::to_string(s)
+                                                                                 : res[static_cast<std::size_t>(s - 1)];
+  }
+  std::map<std::pair<int, int>, int> index;
+  for (const auto& [sb, b] : blocks) index.emplace(sb, static_cast<int>(index.size()));
+  for (std::size_t t = 0; t < tensors.size(); ++t) {
+    if (!names[t] || hits[t].rank > 0) continue;
+    const Name& nm = *names[t];
+    const auto& shape = tensors[t].shape;
+    std::string rows, cols;
+    if (nm.stage < 0) {
+      if (nm.module == "fc") {
+        rows = "@classes";
+        cols = res[static_cast<std::size_t>(stages)];
+      } else {
+        rows = "res0";
+        cols = "@image";
+      }
+    } else {
+      const auto [conv3, down] = blocks[{nm.stage, nm.block}];
+      const std::string in = nm.block == 0 ? res[static_cast<std::size_t>(nm.stage - 1)] : res[static_cast<std::size_t>(nm.stage)];
+      const std::string out = res[static_cast<std::size_t>(nm.stage)];
+      const std::string inner = "layers." + std::to_string(index[{nm.stage, nm.block}]) + ".c";
+      const char k = nm.module.size() == 5 || nm.module.size() == 3 ? nm.module.back() : '0';
+      if (starts_with(nm.module, "downsample")) {
+        rows = out;
+        cols = in;
+      } else if (k == '1') {
+        rows = inner + "1";
+        cols = in;
+      } else if (k == '2') {
+        rows = conv3 ? inner + "2" : out;
+        cols = inner + "1";
+      } else if (k == '3') {
+        rows = out;
+        cols = inner + "2";
+      } else {
+        continue;
+      }
+    }
+    const bool conv = starts_with(nm.module, "conv") || nm.module == "downsample.0" || nm.module == "fc";
+    Hit h;
+    if (conv && nm.param == "weight" && shape.size() == (nm.module == "fc" ? 2u : 4u)) {
+      h.rank = 2;
+      h.labels[0] = rows;
+      h.labels[1] = cols;
+    } else if (shape.size() == 1 && nm.param != "num_batches_tracked") {
+      h.rank = 1;
+      h.labels[0] = rows;
+    } else {
+      continue;
+    }
+    h.roles = {0, 0};
+    hits[t] = std::move(h);
+    votes["resnet"] += 1;
+  }
+}
+
 }  // namespace
 
 int layer_of(const std::string& label) {
@@ -143,12 +261,6 @@ int layer_of(const std::string& label) {
 }
 
 ArchMap infer_architecture(const std::vector<TensorShape>& tensors) {
-  struct Hit {
-    std::string labels[2];
-    int rank = 0;
-    int out_axis = 0;
-    std::array<int8_t, 2> roles{1, -1};
-  };
   std::vector<Hit> hits(tensors.size());
   std::map<std::string, int> arch_votes;
   for (std::size_t t = 0; t < tensors.size(); ++t) {
@@ -170,6 +282,7 @@ ArchMap infer_architecture(const std::vector<TensorShape>& tensors) {
       break;
     }
   }
+  resnet_hits(tensors, hits, arch_votes);
 
   // Sizes per label; a tensor that contradicts an earlier size keeps no dimension.
   std::map<std::string, int64_t> size_of;

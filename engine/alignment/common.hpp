@@ -63,5 +63,17 @@ void release_spare_arena() noexcept;
 /// Elements of a view seen as a matrix.
 inline int64_t rows_of(const std::vector<int64_t>& shape) { return shape.empty() ? 1 : shape[0]; }
 int64_t cols_of(const std::vector<int64_t>& shape);
+/// Matrix columns per index of axis 1 (product of the axes after the second; 1 for rank <= 2).
+inline int64_t group_of(const std::vector<int64_t>& shape) {
+  int64_t g = 1;
+  for (std::size_t a = 2; a < shape.size(); ++a) g *= shape[a];
+  return g;
+}
+/// Where matrix column e of a tensor whose axis 1 has `group` columns per index is in a
+/// suspect whose indices moved by `src` (-1: not there): a channel's kernel taps move together.
+inline int64_t column_of(int64_t e, int64_t group, const std::vector<int64_t>& src) {
+  const int64_t c = src[static_cast<std::size_t>(e / group)];
+  return c < 0 ? -1 : c * group + e % group;
+}
 
 }  // namespace didmark::alignment

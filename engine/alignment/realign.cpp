@@ -139,7 +139,8 @@ int64_t Realigner::sus_len(int k, int a) const {
   const TensorView& v = sus_[static_cast<std::size_t>(m.suspect)].view;
   if (sk_.tensors[static_cast<std::size_t>(k)].shape.size() == 1) return v.numel();
   const auto s = matrix_shape(v);
-  return s[static_cast<std::size_t>(m.transposed ? 1 - a : a)];
+  // A convolution's axis 1 counts channels, kh*kw matrix columns each (never transposed).
+  return s[static_cast<std::size_t>(m.transposed ? 1 - a : a)] / (a == 1 && !m.transposed ? group_of(v.shape) : 1);
 }
 
 bool Realigner::shape_fits(const SketchTensor& st, int64_t r, int64_t c) const {
@@ -158,7 +159,16 @@ bool Realigner::shape_fits(const SketchTensor& st, int64_t r, int64_t c) const {
 void Realigner::orient(int k) {
   Mapping& m = map_[static_cast<std::size_t>(k)];
   const SketchTensor& st = sk_.tensors[static_cast<std::size_t>(k)];
-  if (m.suspect < 0 || st.shape.size() != 2) return;
+  if (m.suspect < 0) return;
+  if (st.shape.size() > 2) {
+    // A convolution keeps its kernel and its layout: only channel counts may differ.
+    const auto& vs = sus_[static_cast<std::size_t>(m.suspect)].view.shape;
+    const bool same_kernel = vs.size() == st.shape.size() && std::equal(vs.begin() + 2, vs.end(), st.shape.begin() + 2);
+    m.transposed = false;
+    if (!same_kernel || !shape_fits(st, vs[0], vs[1] * st.group())) m.suspect = -1;
+    return;
+  }
+  if (st.shape.size() != 2) return;
   const auto [r, c] = matrix_shape(sus_[static_cast<std::size_t>(m.suspect)].view);
   const bool exact = r == st.rows() && c == st.cols(), exact_t = r == st.cols() && c == st.rows();
   if (exact) {
@@ -295,18 +305,19 @@ Realigner::Columns Realigner::columns(int d, bool use_source, bool transposed) {
     if (!is_watermarkable(v.dtype)) return out;  // e.g. stored as int8 codes: nothing to compare
     const auto shape = matrix_shape(v);
     const int s_sa = transposed ? 1 - sa : sa, s_oa = 1 - s_sa;
-    if (shape[static_cast<std::size_t>(s_oa)] != other.n2) return out;
+    const int64_t taps = s_oa == 1 ? group_of(v.shape) : 1;  // a convolution: kh*kw columns per channel
+    if (shape[static_cast<std::size_t>(s_oa)] != other.n2 * taps) return out;
     const int64_t n2 = shape[static_cast<std::size_t>(s_sa)];
     const std::size_t S = sd.samples.size();
     std::vector<int64_t> idx(S);
-    for (std::size_t s = 0; s < S; ++s) idx[s] = other.src[static_cast<std::size_t>(sd.samples[s])];
+    for (std::size_t s = 0; s < S; ++s) idx[s] = column_of(sd.samples[s], taps, other.src);
     std::vector<float> g(S * static_cast<std::size_t>(n2));
     ops_.gather(v, s_oa, idx, g);
     for (std::size_t s = 0; s < S; ++s) {
       std::vector<float> a(n), b(static_cast<std::size_t>(n2));
       if (idx[s] >= 0) {
         for (std::size_t i = 0; i < n; ++i) a[i] = detail::dequantize_signature(sd.signature[i * S + s], sd.scales[i]);
-        const float mult = multiplier(od, k, oa, sd.samples[s]);
+        const float mult = multiplier(od, k, oa, sd.samples[s] / taps);
         for (std::size_t j = 0; j < static_cast<std::size_t>(n2); ++j) b[j] = g[s * static_cast<std::size_t>(n2) + j] * mult;
       }
       ca.push_back(std::move(a));
@@ -366,7 +377,7 @@ bool Realigner::recover(int d) {
   if (use_source) {
     const SketchTensor& t = sk_.tensors[static_cast<std::size_t>(sd.source)];
     const auto s = sus_shape(sd.source);
-    const bool square = s[0] == s[1] || (t.rows() == t.cols());
+    const bool square = t.shape.size() == 2 && (s[0] == s[1] || t.rows() == t.cols());
     if (square && !good(best)) {
       Columns alt = columns(d, true, !transposed);
       if (alt.n2 >= 0 && alt.m > 0) {
@@ -485,7 +496,7 @@ void Realigner::select(double target_z) {
   std::vector<int> order;
   for (std::size_t k = 0; k < sk_.tensors.size(); ++k) {
     const SketchTensor& st = sk_.tensors[k];
-    if (st.marked && st.shape.size() == 2 && map_[k].suspect >= 0 && st.dims[0] >= 0 && st.dims[1] >= 0 &&
+    if (st.marked && st.shape.size() >= 2 && map_[k].suspect >= 0 && st.dims[0] >= 0 && st.dims[1] >= 0 &&
         is_watermarkable(sus_[static_cast<std::size_t>(map_[k].suspect)].view.dtype))
       order.push_back(static_cast<int>(k));
   }
@@ -543,7 +554,8 @@ void Realigner::build(RealignedTensors::Impl& out, bool materialize) {
     const DimState& cd = dims_[static_cast<std::size_t>(st.dims[1])];
     if (!rd.resolved || !cd.resolved) continue;
     const auto ss = matrix_shape(sus_[static_cast<std::size_t>(m.suspect)].view);
-    if (ss[m.transposed ? 1 : 0] != rd.n2 || ss[m.transposed ? 0 : 1] != cd.n2) continue;
+    const int64_t g = st.group();  // columns per channel of a convolution
+    if (ss[m.transposed ? 1 : 0] != rd.n2 || ss[m.transposed ? 0 : 1] != cd.n2 * g) continue;
     Job j;
     j.k = static_cast<int>(k);
     j.row_src = rd.src;
@@ -554,10 +566,24 @@ void Realigner::build(RealignedTensors::Impl& out, bool materialize) {
       j.row_mul[i] = j.row_src[i] < 0 ? 0.0f : multiplier(st.dims[0], static_cast<int>(k), 0, static_cast<int64_t>(i));
     for (std::size_t i = 0; i < j.col_src.size(); ++i)
       j.col_mul[i] = j.col_src[i] < 0 ? 0.0f : multiplier(st.dims[1], static_cast<int>(k), 1, static_cast<int64_t>(i));
+    if (g > 1) {
+      // Channel c's kh*kw columns move together.
+      std::vector<int64_t> src(j.col_src.size() * static_cast<std::size_t>(g));
+      std::vector<float> mul(src.size());
+      for (std::size_t c = 0; c < j.col_src.size(); ++c)
+        for (int64_t r = 0; r < g; ++r) {
+          const std::size_t e = c * static_cast<std::size_t>(g) + static_cast<std::size_t>(r);
+          src[e] = j.col_src[c] < 0 ? -1 : j.col_src[c] * g + r;
+          mul[e] = j.col_mul[c];
+        }
+      j.col_src = std::move(src);
+      j.col_mul = std::move(mul);
+    }
     for (const auto& [axis, idx] : held[k]) {
       auto& mul = axis == 0 ? j.row_mul : j.col_mul;
-      if (mul[static_cast<std::size_t>(idx)] != 0.0f) ++report.rows_held_out;
-      mul[static_cast<std::size_t>(idx)] = 0.0f;
+      const auto e = static_cast<std::size_t>(idx);
+      if (mul[e] != 0.0f) ++report.rows_held_out;
+      mul[e] = 0.0f;
     }
     bool unchanged = !m.transposed && ss[0] == st.rows() && ss[1] == st.cols();
     int64_t moved = 0, dropped = 0;
@@ -565,8 +591,10 @@ void Realigner::build(RealignedTensors::Impl& out, bool materialize) {
       const auto& src = a == 0 ? j.row_src : j.col_src;
       const auto& mul = a == 0 ? j.row_mul : j.col_mul;
       const DimState& ds = a == 0 ? rd : cd;
+      const int64_t per = a == 1 ? g : 1;  // count channels, not kernel taps
       for (std::size_t i = 0; i < src.size(); ++i) {
         unchanged = unchanged && src[i] == static_cast<int64_t>(i) && mul[i] == 1.0f;
+        if (static_cast<int64_t>(i) % per != 0) continue;
         moved += src[i] >= 0 && src[i] != static_cast<int64_t>(i) ? 1 : 0;
         dropped += src[i] < 0 ? 1 : 0;
       }

@@ -24,6 +24,8 @@ int64_t SketchTensor::numel() const noexcept {
   return n;
 }
 
+int64_t SketchTensor::group() const noexcept { return alignment::group_of(shape); }
+
 int AlignmentSketch::find_tensor(std::string_view name) const noexcept {
   for (std::size_t i = 0; i < tensors.size(); ++i)
     if (tensors[i].name == name) return static_cast<int>(i);
@@ -82,8 +84,11 @@ Plan plan_recovery(const AlignmentSketch& sk) {
       std::tuple<int, int, int, int64_t> best_key{-1, -1, -1, -1};
       for (std::size_t t = 0; t < sk.tensors.size(); ++t) {
         const SketchTensor& st = sk.tensors[t];
-        if (st.shape.size() != 2 || !is_float(st.dtype)) continue;
+        if (st.shape.size() < 2 || !is_float(st.dtype)) continue;
         for (int a = 0; a < 2; ++a) {
+          // A convolution's input channels are kh*kw columns each: it is a source of its output
+          // channels (rows) only.
+          if (a == 1 && st.group() > 1) continue;
           const int other = st.dims[static_cast<std::size_t>(1 - a)];
           if (st.dims[static_cast<std::size_t>(a)] != static_cast<int>(d) || other < 0 || other == static_cast<int>(d) ||
               !known[static_cast<std::size_t>(other)] || st.shape[static_cast<std::size_t>(1 - a)] < 2)
@@ -194,7 +199,7 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
   auto expected_z = [&](int S) {
     int64_t elements = 0;
     for (const auto& st : sk.tensors) {
-      if (!st.marked || st.shape.size() != 2) continue;
+      if (!st.marked || st.shape.size() < 2) continue;
       bool ok = true;
       for (int a = 0; a < 2; ++a) {
         std::set<int> need;
@@ -209,7 +214,7 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
       if (!include[d] || s < 0 || !sk.tensors[static_cast<std::size_t>(s)].marked) continue;
       const SketchTensor& st = sk.tensors[static_cast<std::size_t>(s)];
       const int a = plan.source_axis[d];
-      elements -= std::min<int64_t>(S, st.shape[static_cast<std::size_t>(1 - a)]) * st.shape[static_cast<std::size_t>(a)];
+      elements -= std::min<int64_t>(S, a == 0 ? st.cols() : st.rows()) * (a == 0 ? st.rows() : st.cols());
     }
     return sk.strength * std::sqrt(static_cast<double>(std::max<int64_t>(elements, 0)));
   };
@@ -260,7 +265,8 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
         const int o = 1 - a;
         sd.source = s;
         sd.source_axis = a;
-        sd.samples = alignment::spread_indices(st.shape[static_cast<std::size_t>(o)], S);
+        // Samples are matrix columns (a convolution's kernel taps, not only its channels).
+        sd.samples = alignment::spread_indices(o == 1 ? st.cols() : st.rows(), S);
         const auto n = static_cast<std::size_t>(sd.size);
         const std::size_t m = sd.samples.size();
         std::vector<float> g(m * n);

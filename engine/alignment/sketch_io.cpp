@@ -290,7 +290,7 @@ AlignmentSketch AlignmentSketch::parse(std::span<const unsigned char> bytes, std
       r.expect(dd[static_cast<std::size_t>(a)].is_number_integer(), w + " has a bad dims entry");
       const int64_t d = dd[static_cast<std::size_t>(a)].get<int64_t>();
       r.expect(d >= -1 && d < ndims, w + " names a dimension that does not exist");
-      r.expect(d < 0 || t.shape.size() == 2 || (t.shape.size() == 1 && a == 0),
+      r.expect(d < 0 || t.shape.size() >= 2 || (t.shape.size() == 1 && a == 0),
                w + " has a dimension on an axis it does not have");
       t.dims[static_cast<std::size_t>(a)] = static_cast<int>(d);
     }
@@ -330,10 +330,11 @@ AlignmentSketch AlignmentSketch::parse(std::span<const unsigned char> bytes, std
     r.expect(d.source >= 0 || d.samples.empty(), w + " has samples but no source");
     if (d.source >= 0) {
       const SketchTensor& st = sk.tensors[static_cast<std::size_t>(d.source)];
-      r.expect(st.shape.size() == 2 && st.dims[static_cast<std::size_t>(d.source_axis)] == static_cast<int>(i) &&
+      r.expect(st.shape.size() >= 2 && (d.source_axis == 0 || st.group() == 1) &&
+                   st.dims[static_cast<std::size_t>(d.source_axis)] == static_cast<int>(i) &&
                    st.dims[static_cast<std::size_t>(1 - d.source_axis)] >= 0,
                w + " has a source tensor that does not lie in it");
-      const int64_t other = st.shape[static_cast<std::size_t>(1 - d.source_axis)];
+      const int64_t other = d.source_axis == 0 ? st.cols() : st.rows();  // samples are matrix slices
       for (int64_t s : d.samples) r.expect(s >= 0 && s < other, w + " samples an index outside its source");
       r.expect(!d.samples.empty(), w + " has a source but no samples");
     }

@@ -137,9 +137,9 @@ AttackSpec parse_attack_spec(std::string_view text) {
     return s;
   }
   if (k == "permute") {
-    arity(text, t, 2, 2, "permute:hidden|ffn|heads|all");
-    if (t[1] != "hidden" && t[1] != "ffn" && t[1] != "heads" && t[1] != "all")
-      bad(text, "permute what? hidden, ffn, heads or all");
+    arity(text, t, 2, 2, "permute:hidden|ffn|heads|channels|all");
+    if (t[1] != "hidden" && t[1] != "ffn" && t[1] != "heads" && t[1] != "channels" && t[1] != "all")
+      bad(text, "permute what? hidden, ffn, heads, channels or all");
     s.args = {t[1]};
     return s;
   }

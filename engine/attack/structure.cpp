@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "alignment/architecture.hpp"
 #include "attack/attacks.hpp"
 #include "attack/ops.hpp"
 #include "didmark/error.hpp"
@@ -272,6 +274,40 @@ AttackReport truncate(TensorSet& m, const AttackSpec& spec, AttackContext& ctx, 
   return rep;
 }
 
+/// The channel map of a convolutional network, from the table the verifier realigns with
+/// (engine/alignment/architecture.cpp), or nullopt when the names are not a known CNN's.
+std::optional<alignment::ArchMap> channel_map(const TensorSet& m) {
+  std::vector<alignment::TensorShape> shapes;
+  for (const auto& t : m.tensors) shapes.push_back({t.name, t.shape});
+  alignment::ArchMap a = alignment::infer_architecture(shapes);
+  if (a.name != "resnet") return std::nullopt;
+  return a;
+}
+
+// Convolution channels: per free dimension (a stage's residual stream, a block's inner
+// channels) one permutation of the rows of every convolution producing it, the input channels
+// of every convolution reading it, and its batch norms' weights, biases and running statistics.
+void permute_channels(TensorSet& m, const alignment::ArchMap& a, AttackContext& ctx, AttackReport& rep) {
+  std::set<std::string> changed;
+  int dims = 0;
+  for (std::size_t d = 0; d < a.dims.size(); ++d) {
+    if (a.dims[d].anchored) continue;
+    auto rng = stream(ctx.seed, ctx.applied, "permute/channels/" + a.dims[d].label);
+    const auto p = random_permutation(a.dims[d].size, rng);
+    for (std::size_t t = 0; t < a.tensors.size(); ++t)
+      for (int ax = 0; ax < 2; ++ax)
+        if (a.tensors[t].dims[static_cast<std::size_t>(ax)] == static_cast<int>(d)) {
+          permute_axis(m.tensors[t], ax, 0, p);
+          changed.insert(m.tensors[t].name);
+        }
+    ++dims;
+  }
+  rep.function_preserving = true;
+  rep.tensors_changed = static_cast<int>(changed.size());
+  rep.notes.push_back("convolution channels permuted: " + std::to_string(dims) + " channel dimensions (" + a.name +
+                      " naming) in " + std::to_string(changed.size()) + " tensors");
+}
+
 }  // namespace
 
 AttackReport structural_attack(TensorSet& m, const AttackSpec& spec, AttackContext& ctx) {
@@ -283,8 +319,18 @@ AttackReport structural_attack(TensorSet& m, const AttackSpec& spec, AttackConte
   if (spec.kind == "dummy") return dummy(m, spec, ctx, rep);
   if (spec.kind == "truncate") return truncate(m, spec, ctx, rep);
   DIDMARK_ASSERT(spec.kind == "permute");
-  ArchitectureMap& a = map_of(m, ctx, rep);
   const std::string& what = spec.args[0];
+  if (what == "channels" || what == "all") {
+    const auto cm = channel_map(m);
+    DIDMARK_EXPECTS(cm || what == "all", invalid_argument, spec.text,
+                    ": no convolution channels known in these tensor names (torchvision ResNet naming: conv1, bn1, "
+                    "layerS.B.convK, layerS.B.bnK, layerS.B.downsample.0/1, fc)");
+    if (cm) {
+      permute_channels(m, *cm, ctx, rep);
+      return rep;
+    }
+  }
+  ArchitectureMap& a = map_of(m, ctx, rep);
   std::set<std::string> changed;
   if (what == "all") require_heads(a, spec);
   if (what == "hidden" || what == "all") {
@@ -306,3 +352,18 @@ AttackReport structural_attack(TensorSet& m, const AttackSpec& spec, AttackConte
 }
 
 }  // namespace didmark::attack_detail
+
+namespace didmark {
+
+std::vector<std::pair<std::string, int64_t>> convolution_channels(std::span<const NamedTensor> tensors) {
+  std::vector<alignment::TensorShape> shapes;
+  for (const auto& t : tensors) shapes.push_back({t.name, t.view.shape});
+  const alignment::ArchMap a = alignment::infer_architecture(shapes);
+  std::vector<std::pair<std::string, int64_t>> out;
+  if (a.name != "resnet") return out;
+  for (const auto& d : a.dims)
+    if (!d.anchored) out.emplace_back(d.label, d.size);
+  return out;
+}
+
+}  // namespace didmark

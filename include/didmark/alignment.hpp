@@ -117,6 +117,9 @@ struct SketchTensor {
   int64_t rows() const noexcept { return shape.empty() ? 1 : shape[0]; }
   int64_t cols() const noexcept;
   int64_t numel() const noexcept;
+  /// Matrix columns per index of axis 1: a convolution [out, in, kh, kw] has kh*kw columns per
+  /// input channel, so a channel permutation moves them as a block (1 for rank <= 2).
+  int64_t group() const noexcept;
 };
 
 /// Array sketch: a key-independent sample of marked rows.

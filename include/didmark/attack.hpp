@@ -199,6 +199,12 @@ ArchitectureHints architecture_hints_from_config(const std::filesystem::path& co
 /// any prefix. Errc::invalid_argument when no family fits, naming what was looked for.
 ArchitectureMap recognise_architecture(std::span<const NamedTensor> tensors, const ArchitectureHints& hints = {});
 
+/// The convolution channel dimensions `permute:channels` moves, as (label, channels): a
+/// stage's residual stream ("res2") or a block's inner channels ("layers.5.c1"). Empty when the
+/// names are not a known CNN's (torchvision ResNet: conv1, bn1, layerS.B.convK, bnK,
+/// downsample, fc). The verifier's realignment reads the same table.
+std::vector<std::pair<std::string, int64_t>> convolution_channels(std::span<const NamedTensor> tensors);
+
 /// A map from JSON (schema in docs/robustness.md), checked against nothing yet.
 /// Errc::invalid_argument naming `source` and the field that is wrong.
 ArchitectureMap parse_architecture_map(std::string_view json, std::string_view source = "<map>");
@@ -222,7 +228,7 @@ struct AttackSpec {
 /// Errc::invalid_argument naming the spec). Checkpoint attacks:
 ///   noise:REL  cast:f16|bf16|fp8-e4m3  quant:int8  quant:int8-channel  quant:int4:gG
 ///   prune:FRAC  prune:NofM  merge:OTHER:ALPHA  merge-ties:OTHER:ALPHA[:DENSITY]
-///   permute:hidden|ffn|heads|all  rescale[:force]  rescale-attn  dummy:N  rename:PREFIX
+///   permute:hidden|ffn|heads|channels|all  rescale[:force]  rescale-attn  dummy:N  rename:PREFIX
 ///   truncate:LAYERS  remark:ID.json[:STRENGTH]
 /// Array attacks (parse_array_attack_spec):
 ///   noise:REL  cast:f16|bf16|fp8-e4m3  quant:int8-dim  quant:binary  rotate  permute-dims
