@@ -210,6 +210,7 @@ void register_attack(CLI::App& app, Globals& g, Action& action) {
       "  permute:channels                  convolution channels of a CNN (ResNet naming; all = this on CNNs)\n"
       "  rescale[:force]         MLP neurons x a / (1/a): exact for ReLU and gated (SwiGLU) MLPs only\n"
       "  rescale-attn            value/output and query/key dims x a / (1/a): exact for every model\n"
+      "  rescale-channels        conv channels x +-a, folded into their batch norms: exact in eval mode\n"
       "  dummy:N                 N neurons per FFN with zero outgoing weights, shuffled in\n"
       "  rename:PREFIX           prefix every tensor name\n"
       "  truncate:LAYERS         keep the first LAYERS layers\n"

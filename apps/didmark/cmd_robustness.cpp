@@ -127,6 +127,9 @@ std::vector<Cell> default_checkpoint_grid(bool have_original, bool structural, b
   }
   if (channels) {
     g.push_back({"permute", "permute:channels", {"permute:channels"}, "", 0});
+    g.push_back({"rescale-channels", "rescale-channels", {"rescale-channels"}, "", 0});
+    g.push_back({"permute+rescale", "permute:channels + rescale-channels", {"permute:channels", "rescale-channels"}, "",
+                 0});
     g.push_back({"permute+quant", "permute:channels + quant:int8", {"permute:channels", "quant:int8"}, "", 0});
     g.push_back({"permute+prune", "permute:channels + prune:0.5", {"permute:channels", "prune:0.5"}, "", 0});
   }

@@ -253,6 +253,17 @@ void resnet_hits(const std::vector<TensorShape>& tensors, std::vector<Hit>& hits
 
 }  // namespace
 
+std::string batch_norm_of(const std::string& conv_weight) {
+  const auto tok = split_dots(conv_weight);
+  const std::size_t n = tok.size();
+  if (n < 2 || tok[n - 1] != "weight") return "";
+  const std::string prefix = conv_weight.substr(0, conv_weight.size() - tok[n - 1].size() - tok[n - 2].size() - 1);
+  if (starts_with(tok[n - 2], "conv") && tok[n - 2].size() == 5 && all_digits(tok[n - 2].substr(4)))
+    return prefix + "bn" + std::string(tok[n - 2].substr(4));
+  if (tok[n - 2] == "0" && n >= 3 && tok[n - 3] == "downsample") return prefix + "1";
+  return "";
+}
+
 int layer_of(const std::string& label) {
   if (label.rfind("layers.", 0) != 0) return -1;
   const auto dot = label.find('.', 7);

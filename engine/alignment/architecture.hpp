@@ -40,6 +40,13 @@ struct ArchMap {
 /// q/k rows when heads equal key/value heads, v rows with o columns).
 ArchMap infer_architecture(const std::vector<TensorShape>& tensors);
 
+/// The batch norm (name prefix) that follows a convolution weight in torchvision naming:
+/// "x.conv2.weight" -> "x.bn2", "x.downsample.0.weight" -> "x.downsample.1"; "" for others.
+std::string batch_norm_of(const std::string& conv_weight);
+
+/// torchvision's BatchNorm eps, for gains weight / sqrt(running_var + eps).
+inline constexpr double kBatchNormEps = 1e-5;
+
 /// The layer number in a dimension label ("layers.3.ffn" -> 3), or -1 for global ones.
 int layer_of(const std::string& label);
 

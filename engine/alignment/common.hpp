@@ -57,6 +57,11 @@ class Arena {
   std::size_t bytes_ = 0, used_ = 0;
 };
 
+/// Per output channel of convolution `conv`, its batch norm's signed gain
+/// weight / sqrt(running_var + eps) read from `tensors` (empty when there is none that fits).
+std::vector<float> batch_norm_gains(AlignmentOps& ops, std::span<const NamedTensor> tensors, const std::string& conv,
+                                    int64_t channels);
+
 /// Unmap the mapping Arena keeps for reuse (release_realignment_buffers).
 void release_spare_arena() noexcept;
 

@@ -89,11 +89,25 @@ class Realigner {
   void build(RealignedTensors::Impl& out, bool materialize);
 
   /// Some recovered dimension is not the identity, or a tensor was renamed or transposed.
-  bool moved() const {
+  bool moved() {
     for (std::size_t d = 0; d < dims_.size(); ++d)
       if (dims_[d].resolved && !sk_.dims[d].anchored && !dims_[d].identity) return true;
     for (const auto& m : map_)
       if (m.suspect >= 0 && (m.renamed || m.transposed)) return true;
+    for (int k : selected_)
+      if (folded(k)) return true;
+    return false;
+  }
+
+  /// A selected convolution's channels were scaled or flipped into its batch norm.
+  bool folded(int k) {
+    const SketchTensor& st = sk_.tensors[static_cast<std::size_t>(k)];
+    const DimState& rows = dims_[static_cast<std::size_t>(st.dims[0])];
+    if (st.bn_gain.empty() || !rows.resolved || rows.src.size() != st.bn_gain.size()) return false;
+    std::vector<float> mul(rows.src.size(), 1.0f);
+    unfold_batch_norm(k, rows.src, mul, false);
+    for (float x : mul)
+      if (x != 1.0f) return true;
     return false;
   }
 
@@ -121,6 +135,8 @@ class Realigner {
     std::vector<float> a, b;
   };
   Columns columns(int d, bool use_source, bool transposed);
+  /// count: add what was undone to the report.
+  void unfold_batch_norm(int k, const std::vector<int64_t>& src, std::vector<float>& mul, bool count = true);
   const Descriptors& suspect_desc(int u);
 
   std::span<const NamedTensor> sus_;
@@ -313,11 +329,18 @@ Realigner::Columns Realigner::columns(int d, bool use_source, bool transposed) {
     for (std::size_t s = 0; s < S; ++s) idx[s] = column_of(sd.samples[s], taps, other.src);
     std::vector<float> g(S * static_cast<std::size_t>(n2));
     ops_.gather(v, s_oa, idx, g);
+    // Sampled rows of a convolution carry its own folds into its batch norm: undo them first.
+    std::vector<float> folds;
+    if (oa == 0 && !sk_.tensors[static_cast<std::size_t>(k)].bn_gain.empty() && other.src.size() == sk_.tensors[static_cast<std::size_t>(k)].bn_gain.size()) {
+      folds.assign(other.src.size(), 1.0f);
+      unfold_batch_norm(k, other.src, folds, false);
+    }
     for (std::size_t s = 0; s < S; ++s) {
       std::vector<float> a(n), b(static_cast<std::size_t>(n2));
       if (idx[s] >= 0) {
         for (std::size_t i = 0; i < n; ++i) a[i] = detail::dequantize_signature(sd.signature[i * S + s], sd.scales[i]);
-        const float mult = multiplier(od, k, oa, sd.samples[s] / taps);
+        float mult = multiplier(od, k, oa, sd.samples[s] / taps);
+        if (!folds.empty()) mult *= folds[static_cast<std::size_t>(sd.samples[s])];
         for (std::size_t j = 0; j < static_cast<std::size_t>(n2); ++j) b[j] = g[s * static_cast<std::size_t>(n2) + j] * mult;
       }
       ca.push_back(std::move(a));
@@ -351,6 +374,26 @@ Realigner::Columns Realigner::columns(int d, bool use_source, bool transposed) {
       out.b[j * static_cast<std::size_t>(out.m) + static_cast<std::size_t>(c)] = cb[static_cast<std::size_t>(c)][j];
   }
   return out;
+}
+
+// A channel's rows scaled by s*a and folded into its batch norm (weight x s, running mean x s*a,
+// running variance x a^2): the suspect's gain reads s/a times the sketch's, so the ratio undoes
+// the flip and the scale. The norm is found by the suspect's own names; nothing reads a key.
+void Realigner::unfold_batch_norm(int k, const std::vector<int64_t>& src, std::vector<float>& mul, bool count) {
+  const SketchTensor& st = sk_.tensors[static_cast<std::size_t>(k)];
+  const NamedTensor& conv = sus_[static_cast<std::size_t>(map_[static_cast<std::size_t>(k)].suspect)];
+  if (st.bn_gain.size() != src.size() || conv.view.rank() < 1) return;
+  const auto gain = batch_norm_gains(ops_, sus_, conv.name, conv.view.shape[0]);
+  if (gain.empty()) return;
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    if (src[i] < 0 || mul[i] == 0.0f || st.bn_gain[i] == 0.0f) continue;
+    double r = static_cast<double>(gain[static_cast<std::size_t>(src[i])]) / static_cast<double>(st.bn_gain[i]);
+    if (!std::isfinite(r) || r == 0.0 || std::fabs(r - 1.0) < 1e-3) continue;
+    if (count && r < 0) ++report.sign_flips;
+    if (count && std::fabs(std::fabs(r) - 1.0) >= 1e-3) report.rescaled = true;
+    r = std::copysign(std::clamp(std::fabs(r), 1.0 / 16, 16.0), r);
+    mul[i] = static_cast<float>(static_cast<double>(mul[i]) * r);
+  }
 }
 
 bool Realigner::recover(int d) {
@@ -566,6 +609,7 @@ void Realigner::build(RealignedTensors::Impl& out, bool materialize) {
       j.row_mul[i] = j.row_src[i] < 0 ? 0.0f : multiplier(st.dims[0], static_cast<int>(k), 0, static_cast<int64_t>(i));
     for (std::size_t i = 0; i < j.col_src.size(); ++i)
       j.col_mul[i] = j.col_src[i] < 0 ? 0.0f : multiplier(st.dims[1], static_cast<int>(k), 1, static_cast<int64_t>(i));
+    if (!st.bn_gain.empty()) unfold_batch_norm(static_cast<int>(k), j.row_src, j.row_mul);
     if (g > 1) {
       // Channel c's kh*kw columns move together.
       std::vector<int64_t> src(j.col_src.size() * static_cast<std::size_t>(g));

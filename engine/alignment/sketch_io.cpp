@@ -167,6 +167,7 @@ std::string AlignmentSketch::serialize() const {
     e["rms"] = t.rms;
     e["row_quantiles"] = t.row_quantiles;
     e["col_quantiles"] = t.col_quantiles;
+    if (!t.bn_gain.empty()) e["bn_gain"] = blob.add(t.bn_gain);
     ts.push_back(std::move(e));
   }
   j["tensors"] = std::move(ts);
@@ -313,6 +314,11 @@ AlignmentSketch AlignmentSketch::parse(std::span<const unsigned char> bytes, std
         v.push_back(x.get<float>());
       }
       (key[0] == 'r' ? t.row_quantiles : t.col_quantiles) = std::move(v);
+    }
+    if (e.contains("bn_gain")) {
+      t.bn_gain = r.array<float>(e, "bn_gain", w, -1);
+      r.expect(t.shape.size() > 2 && static_cast<int64_t>(t.bn_gain.size()) == t.rows(), w + " has a bad bn_gain");
+      for (float g : t.bn_gain) r.expect(std::isfinite(g), w + " has a bad bn_gain");
     }
     sk.tensors.push_back(std::move(t));
   }

@@ -153,6 +153,10 @@ AttackSpec parse_attack_spec(std::string_view text) {
     arity(text, t, 1, 1, "rescale-attn");
     return s;
   }
+  if (k == "rescale-channels") {
+    arity(text, t, 1, 1, "rescale-channels");
+    return s;
+  }
   if (k == "dummy") {
     arity(text, t, 2, 2, "dummy:N (N neurons added to every FFN)");
     s.strength = need_number(text, t, 1, "N", 1, 1e6, false);
@@ -185,7 +189,7 @@ AttackSpec parse_attack_spec(std::string_view text) {
   }
   bad(text,
       "unknown attack '" + k +
-          "' (noise, cast, quant, prune, merge, merge-ties, permute, rescale, rescale-attn, dummy, rename, "
+          "' (noise, cast, quant, prune, merge, merge-ties, permute, rescale, rescale-attn, rescale-channels, dummy, rename, "
           "truncate, remark)");
 }
 
@@ -229,7 +233,8 @@ AttackSpec parse_array_attack_spec(std::string_view text) {
 AttackReport apply_attack(TensorSet& model, const AttackSpec& spec, AttackContext& ctx) {
   const std::string& k = spec.kind;
   AttackReport r;
-  if (k == "permute" || k == "rescale" || k == "rescale-attn" || k == "dummy" || k == "rename" || k == "truncate")
+  if (k == "permute" || k == "rescale" || k == "rescale-attn" || k == "rescale-channels" || k == "dummy" ||
+      k == "rename" || k == "truncate")
     r = attack_detail::structural_attack(model, spec, ctx);
   else
     r = attack_detail::value_attack(model, spec, ctx);

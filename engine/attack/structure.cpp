@@ -308,6 +308,49 @@ void permute_channels(TensorSet& m, const alignment::ArchMap& a, AttackContext& 
                       " naming) in " + std::to_string(changed.size()) + " tensors");
 }
 
+// Folds into batch norms: per output channel of every convolution followed by one, the rows
+// times s*a (s = +-1, a in [1/2, 2]), the norm's weight times s, its running mean times s*a and
+// its running variance set to a^2 (var + eps) - eps, so that (x - mean) / sqrt(var + eps) is
+// the same: exact in eval mode, whatever follows the norm.
+AttackReport rescale_channels(TensorSet& m, const AttackSpec& spec, AttackContext& ctx, AttackReport rep) {
+  auto rng = stream(ctx.seed, ctx.applied, "rescale-channels");
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  int convs = 0;
+  std::set<std::string> changed;
+  for (std::size_t c = 0; c < m.tensors.size(); ++c) {
+    if (m.tensors[c].shape.size() != 4 || !m.tensors[c].is_floating()) continue;
+    const std::string bn = alignment::batch_norm_of(m.tensors[c].name);
+    OwnedTensor *w = m.find(bn + ".weight"), *mean = m.find(bn + ".running_mean"), *var = m.find(bn + ".running_var");
+    const int64_t n = m.tensors[c].shape[0];
+    auto fits = [n](const OwnedTensor* t) { return t && t->shape.size() == 1 && t->shape[0] == n && t->is_floating(); };
+    if (bn.empty() || !fits(w) || !fits(mean) || !fits(var)) continue;
+    const auto a = factors(n, 2.0, rng);
+    std::vector<double> s(static_cast<std::size_t>(n)), sa(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      s[i] = coin(rng) < 0.5 ? -1.0 : 1.0;
+      sa[i] = s[i] * a[i];
+    }
+    scale_axis(m.tensors[c], 0, 0, sa);
+    scale_axis(*w, 0, 0, s);
+    scale_axis(*mean, 0, 0, sa);
+    std::vector<double> v = var->values();
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = a[i] * a[i] * (v[i] + alignment::kBatchNormEps) - alignment::kBatchNormEps;
+    var->assign(v);
+    for (const std::string& name : {m.tensors[c].name, w->name, mean->name, var->name}) changed.insert(name);
+    ++convs;
+  }
+  DIDMARK_EXPECTS(convs > 0, invalid_argument, spec.text,
+                  ": no convolution followed by a batch norm in these tensor names (torchvision naming: convK / bnK, "
+                  "downsample.0 / downsample.1)");
+  rep.function_preserving = true;
+  rep.tensors_changed = static_cast<int>(changed.size());
+  rep.notes.push_back(std::to_string(convs) +
+                      " convolutions: every output channel's rows scaled by a in [1/2, 2] and sign-flipped at random, "
+                      "folded into the batch norm (eval mode unchanged)");
+  return rep;
+}
+
 }  // namespace
 
 AttackReport structural_attack(TensorSet& m, const AttackSpec& spec, AttackContext& ctx) {
@@ -316,6 +359,7 @@ AttackReport structural_attack(TensorSet& m, const AttackSpec& spec, AttackConte
   if (spec.kind == "rename") return rename(m, spec, ctx, rep);
   if (spec.kind == "rescale") return rescale_mlp(m, spec, ctx, rep);
   if (spec.kind == "rescale-attn") return rescale_attention(m, spec, ctx, rep);
+  if (spec.kind == "rescale-channels") return rescale_channels(m, spec, ctx, rep);
   if (spec.kind == "dummy") return dummy(m, spec, ctx, rep);
   if (spec.kind == "truncate") return truncate(m, spec, ctx, rep);
   DIDMARK_ASSERT(spec.kind == "permute");

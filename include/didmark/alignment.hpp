@@ -113,6 +113,11 @@ struct SketchTensor {
   /// Descriptors for matching by content when names do not match: 16 quantiles of the
   /// per-row RMS and 16 of the per-column RMS, relative to `rms` (permutation-invariant).
   std::vector<float> row_quantiles, col_quantiles;
+  /// A convolution followed by a batch norm: per output channel the norm's signed gain
+  /// weight / sqrt(running_var + 1e-5) (empty otherwise). A thief may scale a channel's rows by
+  /// s*a (s = +-1) and fold it into the norm; the gain then reads s/a, so comparing the
+  /// suspect's gain with this one undoes the flip and the scale without the key.
+  std::vector<float> bn_gain;
 
   int64_t rows() const noexcept { return shape.empty() ? 1 : shape[0]; }
   int64_t cols() const noexcept;

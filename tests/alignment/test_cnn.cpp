@@ -1,7 +1,8 @@
 // Convolution channels: ResNet-shaped checkpoints under torchvision's names. The library's
 // `permute:channels` attack (one permutation per residual stream and per block's inner
-// channels: conv rows, conv input channels as kh x kw blocks, batch-norm statistics) is proven
-// function-preserving by a forward pass; after it, alone and with int8 or 50% pruning, the
+// channels: conv rows, conv input channels as kh x kw blocks, batch-norm statistics) and
+// `rescale-channels` (each channel's rows times +-a, folded into its batch norm) are proven
+// function-preserving by a forward pass; after them, alone and with int8 or 50% pruning, the
 // owner's sketch realigns a 21.8M-parameter ResNet-34 and the mark is detected at p <= 1e-9,
 // while unmarked and other-owner models and wrong keys stay below the bound.
 #include <gtest/gtest.h>
@@ -94,17 +95,23 @@ TEST(Cnn, PermuteChannelsPreservesTheFunction) {
     SCOPED_TRACE(bottleneck ? "bottleneck" : "basic");
     const cnn::Config c = cnn::small_config(bottleneck, 3);
     const tf::Model m = cnn::make_resnet(c);
-    for (const char* spec : {"permute:channels", "permute:all"}) {
-      const tf::Model p = from_set(attacked(m, {spec}));
+    for (const std::vector<std::string>& chain : std::vector<std::vector<std::string>>{
+             {"permute:channels"}, {"permute:all"}, {"rescale-channels"}, {"permute:channels", "rescale-channels"}}) {
+      SCOPED_TRACE(chain.back());
+      const tf::Model p = from_set(attacked(m, chain));
       int changed = 0;
       for (std::size_t i = 0; i < m.tensors.size(); ++i)
         changed += m.tensors[i].bytes != p.tensors[i].bytes ? 1 : 0;
-      // Every convolution and batch norm moves; only fc's bias and the counters stay.
-      EXPECT_GE(changed, static_cast<int>(m.tensors.size()) * 3 / 4);
+      // A permutation moves every convolution and batch norm (only fc's bias and the counters
+      // stay); a fold changes every convolution and its norm's weight and statistics.
+      const bool folds = chain.back() == "rescale-channels";
+      EXPECT_GE(changed, static_cast<int>(m.tensors.size()) * (folds ? 3 : 4) / 5);
+      // A permutation is exact up to summation order; a fold rounds each scaled f32 weight
+      // (relative 6e-8), which the logits see as ~1e-7.
       for (uint64_t s : {1, 2}) {
         const auto img = cnn::random_image(32, s);
         const auto a = cnn::forward(m, c, img), b = cnn::forward(p, c, img);
-        EXPECT_LT(max_rel_diff(a, b), 1e-9);
+        EXPECT_LT(max_rel_diff(a, b), folds ? 2e-6 : 1e-9);
       }
     }
     // A wrong permutation (two residual channels swapped in one tensor only) changes it.
@@ -141,6 +148,8 @@ TEST_P(CnnRealigned, VerifyAfterChannelAttacks) {
       {"permute:channels", "quant:int8"},
       {"permute:channels", "prune:0.5"},
       {"permute:channels", "rename:backbone.", "cast:bf16"},
+      {"rescale-channels"},
+      {"permute:channels", "rescale-channels", "quant:int8"},
   };
   for (const auto& chain : chains) {
     std::string name;
@@ -158,7 +167,13 @@ TEST_P(CnnRealigned, VerifyAfterChannelAttacks) {
                 static_cast<long long>(how.rows_dropped));
     EXPECT_LT(plain, bound);  // the attack erases the plain mark
     EXPECT_TRUE(how.realigned);
-    EXPECT_GT(how.rows_moved, 0);
+    if (chain[0] == "permute:channels") {
+      EXPECT_GT(how.rows_moved, 0);
+    }
+    if (std::find(chain.begin(), chain.end(), "rescale-channels") != chain.end()) {
+      EXPECT_TRUE(how.rescaled);
+      EXPECT_GT(how.sign_flips, 0);
+    }
     EXPECT_TRUE(vd.detected);
     EXPECT_TRUE(va.detected);
     EXPECT_LE(vd.log10_p, -9.0);
@@ -185,7 +200,7 @@ TEST(Cnn, NullAfterRealignment) {
   mark(bobs, bob);
   const Claim c = alice.claim();
   for (const tf::Model* suspect : {&other, &bobs}) {
-    const TensorSet set = attacked(*suspect, {"permute:channels"});
+    const TensorSet set = attacked(*suspect, {"permute:channels", "rescale-channels"});
     AlignmentReport how;
     const auto v = verify_realigned(set.named(), sk, std::span(&c, 1), {}, cpu(), &how)[0];
     std::printf("%s realigned to alice's sketch: alice z %.2f\n", suspect == &other ? "unmarked" : "bob's", v.z);

@@ -2,9 +2,10 @@
 
 A ResNet-18 (torchvision's tensor names and shapes, random weights) written as safetensors is
 marked with `embed --sketch`; `didmark attack --attack permute:channels` permutes every channel
-dimension (residual streams, inner block channels, batch-norm statistics). torch's conv2d and
-batch_norm, in eval mode, give the same logits before and after, so the attack is free for a
-thief; the plain test then fails and `verify --sketch` detects the owner again.
+dimension (residual streams, inner block channels, batch-norm statistics) and `rescale-channels`
+scales and flips each channel's rows, folded into its batch norm. torch's conv2d and batch_norm,
+in eval mode, give the same logits before and after, so the attacks are free for a thief; the
+plain test then fails and `verify --sketch` detects the owner again.
 """
 import json
 import os
@@ -93,13 +94,19 @@ def test_permuted_resnet_is_the_same_network_and_the_sketch_finds_its_owner(run,
 
     stolen = str(tmp_path / "stolen.safetensors")
     a = json.loads(run("--json", "attack", marked, "-o", stolen, "--attack", "permute:channels",
-                       "--attack", "quant:int8").stdout)
-    assert a["attacks"][0]["function_preserving"]
+                       "--attack", "rescale-channels", "--attack", "quant:int8").stdout)
+    assert a["attacks"][0]["function_preserving"] and a["attacks"][1]["function_preserving"]
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     moved = str(tmp_path / "moved.safetensors")
-    run("attack", marked, "-o", moved, "--attack", "permute:channels")
+    run("attack", marked, "-o", moved, "--attack", "permute:channels", "--attack", "rescale-channels")
     before, after = forward(marked, x), forward(moved, x)
     assert torch.allclose(before, after, rtol=1e-4, atol=1e-4 * before.abs().max().item())
+    # Nothing is exact by accident: swapping two channels of one convolution alone changes it.
+    from safetensors.torch import load_file as load_torch, save_file as save_torch
+    broken = load_torch(marked)
+    broken["layer3.0.conv1.weight"][[0, 1]] = broken["layer3.0.conv1.weight"][[1, 0]]
+    save_torch(broken, str(tmp_path / "broken.safetensors"))
+    assert not torch.allclose(before, forward(str(tmp_path / "broken.safetensors"), x), rtol=1e-3, atol=1e-3)
     from safetensors.numpy import load_file
     m0, m1 = load_file(marked), load_file(moved)
     changed = [k for k in m0 if m0[k].ndim and not np.array_equal(m0[k], m1[k])]
@@ -109,4 +116,4 @@ def test_permuted_resnet_is_the_same_network_and_the_sketch_finds_its_owner(run,
     assert plain.returncode == 1
     r = json.loads(run("--json", "verify", stolen, "--id", alice, "--sketch", sketch).stdout)["verdicts"][0]
     assert r["detected"] and r["realigned"] and r["log10_p"] <= -9
-    assert r["alignment"]["rows_moved"] > 0
+    assert r["alignment"]["rows_moved"] > 0 and r["alignment"]["sign_flips"] > 0 and r["alignment"]["rescaled"]
