@@ -12,6 +12,7 @@
 
 #include "alignment/architecture.hpp"
 #include "alignment_test_util.hpp"
+#include "cnn.hpp"
 #include "identity/crypto.hpp"
 
 using namespace didmark;
@@ -359,4 +360,46 @@ TEST(SketchFile, ScrambledNamesArePairedByContent) {
   const auto w = verify_realigned(s.named(), sk, std::span(&c, 1), {}, cpu(), &named_how)[0];
   EXPECT_EQ(how.tensors_matched, named_how.tensors_matched);
   EXPECT_NEAR(v.z, w.z, 0.5);
+}
+
+TEST(SketchFile, ConvolutionEntriesAreCheckedToo) {
+  tf::Model m = cnn::make_resnet(cnn::small_config(false, 2));
+  const auto o = test_owner(8);
+  WatermarkOptions opt;
+  opt.policy.min_elements = 256;  // the small convolutions are marked too
+  mark(m, o, opt);
+  SketchOptions so;
+  so.watermark = opt;
+  so.all = true;
+  const std::string good = make_sketch(m.named(), o.did, so, cpu()).serialize();
+  const auto back = parse(good);
+  EXPECT_EQ(back.architecture, "resnet");
+  int gains = 0;
+  for (const auto& t : back.tensors) gains += t.bn_gain.empty() ? 0 : 1;
+  EXPECT_GE(gains, 10);  // every convolution followed by a batch norm
+  auto refused = [&](const std::string& bytes, const char* why) {
+    SCOPED_TRACE(why);
+    const std::string msg = expect_error([&] { parse(bytes); }, Errc::corrupt_input);
+    EXPECT_NE(msg.find("bad.sketch"), std::string::npos) << msg;
+  };
+  auto first = [](auto& j, const char* key) -> auto& {
+    for (auto& t : j["tensors"])
+      if (t.contains(key)) return t;
+    throw std::runtime_error("no tensor with the key");
+  };
+  refused(with_header(good, [&](auto& j) { first(j, "bn_gain")["bn_gain"][1] = 3; }), "gain count");
+  refused(with_header(good, [&](auto& j) { first(j, "bn_gain")["shape"] = {8, 8}; }), "gain on a matrix");
+  // A 3x3 convolution's input channels are 9 columns each: never a source along them.
+  refused(with_header(good, [](auto& j) {
+            for (auto& d : j["dims"]) {
+              const int s = d["source"].template get<int>();
+              if (s >= 0 && j["tensors"][static_cast<std::size_t>(s)]["shape"].size() == 4 &&
+                  j["tensors"][static_cast<std::size_t>(s)]["shape"][2].template get<int>() == 3) {
+                d["source_axis"] = 1;
+                return;
+              }
+            }
+            throw std::runtime_error("no 3x3 source");
+          }),
+          "grouped source axis");
 }
