@@ -44,7 +44,10 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   (*cinfo->err->format_message)(cinfo, e->message);
   std::longjmp(e->jump, 1);
 }
-void jpeg_quiet(j_common_ptr, int) {}
+// Warnings (msg_level -1) are counted, not printed: a decode that warned is refused.
+void jpeg_quiet(j_common_ptr cinfo, int level) {
+  if (level < 0) ++cinfo->err->num_warnings;
+}
 
 constexpr int kStdLuma[64] = {16, 11, 10, 16, 24,  40,  51,  61,  12, 12, 14, 19, 26,  58,  60,  55,
                               14, 13, 16, 24, 40,  57,  69,  56,  14, 17, 22, 29, 51,  87,  80,  62,
@@ -469,19 +472,29 @@ std::vector<uint8_t> encode_webp(const Image& img) {
     }
     src = &rgb;
   }
-  uint8_t* out = nullptr;
-  std::size_t size = 0;
+  WebPConfig config;
+  WebPPicture pic;
+  WebPMemoryWriter writer;
+  DIDMARK_EXPECTS(WebPConfigInit(&config) && WebPPictureInit(&pic), internal, "WebP: library version mismatch");
+  config.lossless = img.lossless ? 1 : 0;
+  config.quality = static_cast<float>(img.lossless ? 75 : (img.quality > 0 ? img.quality : 90));
+  config.exact = 1;  // keep the colour under transparent pixels (alpha untouched means all of it)
+  pic.use_argb = img.lossless ? 1 : 0;
+  pic.width = src->width;
+  pic.height = src->height;
   const int stride = src->width * src->channels;
-  const auto q = static_cast<float>(img.quality > 0 ? img.quality : 90);
-  if (src->channels == 4)
-    size = img.lossless ? WebPEncodeLosslessRGBA(src->pixels.data(), src->width, src->height, stride, &out)
-                        : WebPEncodeRGBA(src->pixels.data(), src->width, src->height, stride, q, &out);
-  else
-    size = img.lossless ? WebPEncodeLosslessRGB(src->pixels.data(), src->width, src->height, stride, &out)
-                        : WebPEncodeRGB(src->pixels.data(), src->width, src->height, stride, q, &out);
-  DIDMARK_EXPECTS(size > 0, internal, "WebP encoder failed (", src->width, " x ", src->height, ")");
-  std::vector<uint8_t> v(out, out + size);
-  WebPFree(out);
+  const int imported = src->channels == 4 ? WebPPictureImportRGBA(&pic, src->pixels.data(), stride)
+                                          : WebPPictureImportRGB(&pic, src->pixels.data(), stride);
+  WebPMemoryWriterInit(&writer);
+  pic.writer = WebPMemoryWrite;
+  pic.custom_ptr = &writer;
+  const int ok_enc = imported && WebPEncode(&config, &pic);
+  std::vector<uint8_t> v;
+  if (ok_enc) v.assign(writer.mem, writer.mem + writer.size);
+  const int err = pic.error_code;
+  WebPPictureFree(&pic);
+  WebPMemoryWriterClear(&writer);
+  DIDMARK_EXPECTS(ok_enc, internal, "WebP encoder failed (", src->width, " x ", src->height, ", error ", err, ")");
   if (img.icc.empty() && img.exif.empty() && img.xmp.empty()) return v;
   WebPMux* mux = WebPMuxNew();
   WebPData image{v.data(), v.size()};
