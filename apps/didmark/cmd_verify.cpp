@@ -19,7 +19,7 @@ struct VerifyFlags {
 void register_verify(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<VerifyFlags>();
   CLI::App* cmd = app.add_subcommand("verify", "Verify owners' marks in a checkpoint or dataset (blind)");
-  cmd->add_option("IN", f->input, "File (or folder of a sharded checkpoint)")->required();
+  cmd->add_option("IN", f->input, "File (or folder of a sharded checkpoint, or folder of images)")->required();
   add_owner_options(*cmd, f->mark, true, true);
   add_mark_options(*cmd, f->mark, true);
   add_verify_certificate_options(*cmd, f->cert);
@@ -31,7 +31,9 @@ void register_verify(CLI::App& app, Globals& g, Action& action) {
       "is detected when p_value <= --p-threshold and p_family <= --fwer (default 1e-9; with one owner\n"
       "the two are the same). With a registry of many owners a checkpoint is screened first: every\n"
       "owner is scored on a sample and only candidates take the full pass (--screen, docs/watermark.md).\n"
-      "The file is read once for all owners.\n"
+      "The file is read once for all owners. An image or a folder of images adds \"images\": one entry per\n"
+      "image (path, z, p_value, detected, verdicts); for a folder the verdicts are one dataset test over all\n"
+      "its images (docs/dataset.md).\n"
       "Exit codes: 0 the asked DID (--id or --did) is detected, or with a whole registry at least one\n"
       "registered DID is; 1 not detected; 2 error; 3 nothing in the file could carry a mark (no eligible\n"
       "tensor, no marked cell, no row): not a clean result, just nothing to test.");

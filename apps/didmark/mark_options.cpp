@@ -21,7 +21,8 @@ void add_mark_options(CLI::App& cmd, MarkFlags& f, bool verifying) {
     cmd.add_option("--scheme", f.scheme, "Watermark scheme: spread-spectrum (default) or stdm")
         ->check(CLI::IsMember({"spread-spectrum", "stdm"}));
   cmd.add_option("--strength", f.strength,
-                 "Relative change ||dw||/||w|| per tensor (default 0.005 spread spectrum, 0.001 STDM)")
+                 "Relative change ||dw||/||w|| per tensor (default 0.005 spread spectrum, 0.001 STDM); for images, "
+                 "the luminance amplitude in 8-bit levels (default 3)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--max-change", f.max_change,
                  "Refuse to write when a tensor would change by more than this (relative; default "
@@ -191,6 +192,7 @@ void refuse_unused_options(const CLI::App& cmd, const MarkFlags& f, const std::s
   const InputFormat fmt = classify_input(input, f.format);
   const std::string what = fmt.kind == InputKind::table   ? "a CSV table"
                            : fmt.kind == InputKind::array ? "a dataset array"
+                           : fmt.kind == InputKind::image ? "an image or a folder of images"
                                                           : "a checkpoint";
   const std::string name = "'" + input + "' is " + what;
   if (fmt.kind != InputKind::array)
@@ -205,6 +207,10 @@ void refuse_unused_options(const CLI::App& cmd, const MarkFlags& f, const std::s
   if (fmt.kind != InputKind::checkpoint)
     for (const char* flag : {"--tensors", "--max-change"})
       DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to checkpoints; ", name);
+  if (fmt.kind == InputKind::image)
+    for (const char* flag : {"--scheme"})
+      DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to checkpoints and arrays; ", name,
+                      ", marked by its own image scheme (--strength in 8-bit levels)");
   if (fmt.kind == InputKind::table)
     for (const char* flag : {"--scheme"})
       DIDMARK_EXPECTS(!given(flag), invalid_argument, flag, " applies to checkpoints and arrays; ", name,

@@ -1,3 +1,4 @@
+#include <cmath>
 #include "render.hpp"
 
 #include <cstdio>
@@ -155,6 +156,20 @@ std::string file_verdicts_text(const FileVerdicts& fv) {
       s << line;
     }
   }
+  if (fv.format.kind == InputKind::image && fv.images.size() > 1) {
+    // A folder: the verdicts above are the dataset test; one line per image follows.
+    for (const auto& item : fv.images) {
+      if (!item.error_code.empty()) continue;  // listed among the warnings
+      std::size_t best = 0;
+      for (std::size_t k = 1; k < item.verdicts.size(); ++k)
+        if (item.verdicts[k].log10_p < item.verdicts[best].log10_p) best = k;
+      if (item.verdicts.empty()) continue;
+      const Verdict& v = item.verdicts[best];
+      std::snprintf(line, sizeof line, "  %-12s z = %6.2f  p <= %-9.3g %s\n", v.detected ? "detected" : "not detected",
+                    v.z, v.p_value, item.path.string().c_str());
+      s << line;
+    }
+  }
   for (const auto& w : fv.warnings) s << "warning: " << w << "\n";
   return s.str();
 }
@@ -174,8 +189,28 @@ std::string sketch_text(const nlohmann::json& j) {
   return buf;
 }
 
+std::string image_embed_text(const InputEmbedReport& r, const Owner& owner) {
+  std::ostringstream s;
+  int written = 0;
+  double psnr = 0;
+  for (const auto& i : r.images) {
+    if (!i.error_code.empty()) continue;
+    ++written;
+    psnr += std::isfinite(i.report.psnr) ? i.report.psnr : 99.0;
+    if (r.images.size() <= 20)
+      s << "  " << i.input.string() << " -> " << i.output.string() << " (" << image_codec_name(i.codec) << ", "
+        << i.report.width << " x " << i.report.height << ", PSNR " << fmt("%.1f", i.report.psnr) << " dB)\n";
+  }
+  std::ostringstream head;
+  head << "marked " << written << " of " << r.images.size() << " image" << (r.images.size() == 1 ? "" : "s") << " for "
+       << owner.did << " into " << r.output.string() << ", mean PSNR "
+       << fmt("%.1f", written ? psnr / written : 0.0) << " dB\n";
+  return head.str() + s.str();
+}
+
 std::string embed_text(const InputEmbedReport& r, const Owner& owner) {
-  std::string s = r.checkpoint ? checkpoint_embed_text(r, owner)
+  std::string s = !r.images.empty() ? image_embed_text(r, owner)
+                  : r.checkpoint ? checkpoint_embed_text(r, owner)
                   : r.table    ? table_embed_text(r, owner)
                                : array_embed_text(r, owner);
   if (r.sketch) s += sketch_text(as_json(sketch_json(r.sketch_path, *r.sketch)));

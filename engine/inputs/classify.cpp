@@ -1,6 +1,7 @@
 // What a file is, decided once for the CLI, the server and Python: content first, then name.
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -34,6 +35,14 @@ std::vector<InputFormat> make_formats() {
                           "CSV table: keyed low-order bits of numeric cells (Agrawal-Kiernan), blind binomial test"});
   v.push_back(InputFormat{"npy", InputKind::array, CheckpointFormat::npy, {".npy"},
                           "N x D float array (.npy): row-keyed spread spectrum, survives row subsets and shuffles"});
+  const auto image = [&](std::string name, std::vector<std::string> ext, std::string description) {
+    v.push_back(InputFormat{std::move(name), InputKind::image, CheckpointFormat::safetensors, std::move(ext),
+                            std::move(description)});
+  };
+  image("png", {".png"}, "PNG image (8-bit grey, grey + alpha, RGB, RGBA): tile-periodic luminance mark, blind test");
+  image("jpeg", {".jpg", ".jpeg"}, "JPEG image (grey or colour; quality tables and subsampling kept)");
+  image("webp", {".webp"}, "WebP image (lossy or lossless, alpha kept)");
+  image("images", {}, "folder of PNG/JPEG/WebP images: each image marked; one dataset test over all of them");
   return v;
 }
 
@@ -65,6 +74,9 @@ std::string file_prefix(const fs::path& p, std::size_t n, uint64_t& size) {
 const InputFormat* sniff(const std::string& head, uint64_t size) {
   if (head.starts_with("\x93NUMPY")) return &by_name("npy");
   if (head.starts_with("PK\x03\x04") || head.starts_with("PK\x05\x06")) return &by_name("pt");
+  ImageCodec codec{};
+  if (sniff_image({reinterpret_cast<const uint8_t*>(head.data()), head.size()}, codec))
+    return &by_name(std::string(image_codec_name(codec)));
   if (head.size() >= 9 && head[8] == '{') {
     uint64_t n = 0;
     std::memcpy(&n, head.data(), 8);  // little-endian hosts only (as the readers)
@@ -80,6 +92,7 @@ std::string_view input_kind_name(InputKind k) noexcept {
     case InputKind::checkpoint: return "checkpoint";
     case InputKind::table: return "table";
     case InputKind::array: return "array";
+    case InputKind::image: return "image";
   }
   return "?";
 }
@@ -102,14 +115,17 @@ InputFormat classify_input(const fs::path& path, std::string_view forced) {
   if (!forced.empty()) {
     if (forced == "safetensors-sharded") return sharded();  // the name embed reports used
     const InputFormat& f = by_name(forced);
+    if (f.kind == InputKind::image && f.name != "images" && fs::is_directory(st)) return by_name("images");
     if (f.name == "safetensors" && guess_checkpoint_format(path) == CheckpointFormat::safetensors_sharded)
       return sharded();
     return f;
   }
   if (fs::is_directory(st)) {
-    DIDMARK_EXPECTS(guess_checkpoint_format(path) == CheckpointFormat::safetensors_sharded, unsupported, "'",
-                    path.string(), "' is a folder without a *.safetensors.index.json; `didmark scan` walks folders");
-    return sharded();
+    if (guess_checkpoint_format(path) == CheckpointFormat::safetensors_sharded) return sharded();
+    DIDMARK_EXPECTS(!image_folder_files(path).empty(), unsupported, "'", path.string(),
+                    "' is a folder without a *.safetensors.index.json or any .png/.jpg/.jpeg/.webp image; "
+                    "`didmark scan` walks folders");
+    return by_name("images");
   }
   if (name.ends_with(".safetensors.index.json")) return sharded();
   uint64_t size = 0;
@@ -149,6 +165,31 @@ std::vector<Owner> owners_of(std::span<const RegistryEntry> entries, std::string
     if (did.empty() || e.did == did) out.push_back(Owner{e.did, e.key, did_codeword(e.did)});
   DIDMARK_EXPECTS(did.empty() || !out.empty(), not_found, "DID '", did, "' is not in ", source);
   DIDMARK_EXPECTS(!out.empty(), invalid_argument, source, " has no entries");
+  return out;
+}
+
+}  // namespace didmark
+
+namespace didmark {
+
+bool image_file_name(const std::filesystem::path& p) {
+  const std::string n = detail::ascii_lower(p.filename().string());
+  return n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg") || n.ends_with(".webp");
+}
+
+std::vector<std::filesystem::path> image_folder_files(const std::filesystem::path& folder) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] == '.') {  // hidden entries (and our own temporaries) are skipped
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(ec) && image_file_name(it->path())) out.push_back(it->path());
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -140,8 +140,9 @@ InputEmbedReport embed_input(const fs::path& input, const fs::path& output, cons
   if (!options.sketch_output.empty()) {
     // Checked before anything is written.
     std::error_code ec;
-    DIDMARK_EXPECTS(r.format.kind != InputKind::table, unsupported,
-                    "--sketch: alignment sketches are for checkpoints and .npy arrays, not CSV tables");
+    DIDMARK_EXPECTS(r.format.kind != InputKind::table && r.format.kind != InputKind::image, unsupported,
+                    "--sketch: alignment sketches are for checkpoints and .npy arrays, not ",
+                    r.format.kind == InputKind::table ? "CSV tables" : "images");
     DIDMARK_EXPECTS(!fs::is_directory(options.sketch_output, ec), invalid_argument, "sketch output '",
                     options.sketch_output.string(), "' is a folder");
     DIDMARK_EXPECTS(write.overwrite || !fs::exists(options.sketch_output, ec), invalid_argument, "sketch output '",
@@ -151,6 +152,7 @@ InputEmbedReport embed_input(const fs::path& input, const fs::path& output, cons
     case InputKind::checkpoint: embed_checkpoint_file(owner, options, write, backend, r); break;
     case InputKind::table: embed_table_file(owner, options, write, backend, r); break;
     case InputKind::array: embed_array_file(owner, options, write, backend, r); break;
+    case InputKind::image: inputs_detail::embed_images(owner, options, write, backend, r); break;
   }
   if (!options.sketch_output.empty()) write_sketch(owner, options, write.overwrite, backend, r);
   return r;

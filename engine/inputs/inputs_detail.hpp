@@ -30,6 +30,12 @@ Verdict verdict_of(const Owner& o, const ArrayVerifyReport& r);
 /// p_family of every verdict over the owners of the call, and detection by InputOptions::fwer.
 void apply_family(FileVerdicts& fv, const InputOptions& o);
 
+/// Images (engine/inputs/images.cpp): mark one image or every image of a folder; verify them.
+void embed_images(const Owner& owner, const InputOptions& o, const InputWriteOptions& w, Backend& backend,
+                  InputEmbedReport& r);
+void verify_images(const std::filesystem::path& path, std::span<const Owner> owners, const InputOptions& o,
+                   Backend& backend, FileVerdicts& out);
+
 /// Replace the verdicts of owners that have a sketch with realigned ones (InputOptions::sketches).
 void realign_verdicts(const SuspectData& suspect, std::span<const Owner> owners, const InputOptions& o,
                       Backend& backend, FileVerdicts& fv);

@@ -1,5 +1,6 @@
 // The JSON of verdicts and embed reports: one vocabulary for the CLI's --json, Python's dicts
 // and the server's logs (field names are a contract; docs/json/ holds the schemas).
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "didmark/inputs.hpp"
@@ -120,6 +121,50 @@ nlohmann::json array_embed_json(const InputEmbedReport& in, const Owner& owner) 
           {"seconds", r.seconds}};
 }
 
+nlohmann::json image_embed_json(const InputEmbedReport& in, const Owner& owner) {
+  nlohmann::json images = nlohmann::json::array();
+  int written = 0;
+  double psnr_sum = 0;
+  for (const auto& i : in.images) {
+    nlohmann::json e{{"path", i.input.string()}, {"output", i.output.string()}};
+    if (!i.error_code.empty()) {
+      e["error"] = {{"code", i.error_code}, {"message", i.error_message}};
+    } else {
+      ++written;
+      psnr_sum += std::isfinite(i.report.psnr) ? i.report.psnr : 99.0;
+      e["format"] = std::string(image_codec_name(i.codec));
+      e["width"] = i.report.width;
+      e["height"] = i.report.height;
+      e["channels"] = i.report.channels;
+      e["psnr"] = std::isfinite(i.report.psnr) ? nlohmann::json(i.report.psnr) : nlohmann::json(nullptr);
+      e["mean_abs_change"] = i.report.mean_abs_change;
+      if (i.codec == ImageCodec::jpeg) {
+        e["quality"] = i.quality;
+        e["subsampling"] = i.subsampling;
+      }
+      e["icc"] = i.icc;
+      e["exif"] = i.exif;
+      e["seconds"] = i.report.seconds;
+    }
+    images.push_back(std::move(e));
+  }
+  return {{"input", in.input.string()},
+          {"output", in.output.string()},
+          {"kind", "image"},
+          {"format", in.format.name},
+          {"did", owner.did},
+          {"strength", in.images.empty() ? 0.0 : in.images.front().report.strength},
+          {"images_written", written},
+          {"images_failed", static_cast<int>(in.images.size()) - written},
+          {"mean_psnr", written ? psnr_sum / written : 0.0},
+          {"images", images},
+          {"outputs", [&] {
+             nlohmann::json o = nlohmann::json::array();
+             for (const auto& p : in.outputs) o.push_back(p.string());
+             return o;
+           }()}};
+}
+
 nlohmann::json alignment_json(const AlignmentReport& r, const std::filesystem::path& sketch) {
   return {{"tensors_matched", r.tensors_matched},
           {"rows_moved", r.rows_moved},
@@ -186,6 +231,17 @@ nlohmann::json verdict_json_of(const Verdict& v) {
     j["dim"] = r.dim;
     j["rows_skipped"] = r.rows_skipped;
     j["duplicate_rows"] = r.duplicate_rows;
+  } else if (v.image) {
+    const Verdict::ImageFacts& f = *v.image;
+    j["images"] = f.images;
+    j["images_detected"] = f.images_detected;
+    if (f.width > 0) {
+      j["width"] = f.width;
+      j["height"] = f.height;
+      j["offset_x"] = f.offset_x;
+      j["offset_y"] = f.offset_y;
+      j["sync_z"] = f.sync_z;
+    }
   }
   j["seconds"] = v.seconds;
   if (v.alignment) {  // only once sketches were given: without one, nothing changes
@@ -224,7 +280,7 @@ nlohmann::json file_json(const FileVerdicts& fv) {
     if (v.detected) detected.push_back(v.did);
     all.push_back(verdict_json_of(v));
   }
-  return {{"path", fv.path.string()},
+  nlohmann::json j{{"path", fv.path.string()},
           {"kind", std::string(input_kind_name(fv.format.kind))},
           {"format", fv.format.name},
           {"sharded", fv.format.kind == InputKind::checkpoint &&
@@ -236,10 +292,46 @@ nlohmann::json file_json(const FileVerdicts& fv) {
           {"fwer", fv.fwer ? nlohmann::json(*fv.fwer) : nlohmann::json(nullptr)},
           {"family_correction", "sidak"},
           {"screen", fv.screen ? screen_json(*fv.screen) : nlohmann::json(nullptr)}};
+  if (fv.format.kind == InputKind::image) {
+    // One entry per image: the owner with the smallest p first (path, z, p_value, detected),
+    // then every owner's verdict.
+    nlohmann::json images = nlohmann::json::array();
+    for (const ImageItem& item : fv.images) {
+      nlohmann::json e{{"path", item.path.string()}};
+      if (!item.error_code.empty()) {
+        e["error"] = {{"code", item.error_code}, {"message", item.error_message}};
+        e["z"] = nullptr;
+        e["p_value"] = nullptr;
+        e["detected"] = false;
+      } else {
+        std::size_t best = 0;
+        for (std::size_t k = 1; k < item.verdicts.size(); ++k)
+          if (item.verdicts[k].log10_p < item.verdicts[best].log10_p) best = k;
+        if (!item.verdicts.empty()) {
+          const Verdict& v = item.verdicts[best];
+          e["did"] = v.did;
+          e["z"] = v.z;
+          e["p_value"] = v.p_value;
+          e["log10_p"] = v.log10_p;
+          e["p_family"] = v.p_family;
+          e["detected"] = v.detected;
+        }
+        e["width"] = item.width;
+        e["height"] = item.height;
+        nlohmann::json per = nlohmann::json::array();
+        for (const Verdict& v : item.verdicts) per.push_back(verdict_json_of(v));
+        e["verdicts"] = per;
+      }
+      images.push_back(std::move(e));
+    }
+    j["images"] = images;
+  }
+  return j;
 }
 
 nlohmann::json embed_json_of(const InputEmbedReport& r, const Owner& owner) {
-  nlohmann::json j = r.checkpoint ? checkpoint_embed_json(r, owner)
+  nlohmann::json j = !r.images.empty() ? image_embed_json(r, owner)
+                     : r.checkpoint ? checkpoint_embed_json(r, owner)
                      : r.table    ? table_embed_json(r, owner)
                                   : array_embed_json(r, owner);
   if (r.sketch) j["sketch"] = sketch_json_of(r.sketch_path, *r.sketch);

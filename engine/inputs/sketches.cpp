@@ -28,7 +28,8 @@ AlignmentSketch sketch_input(const fs::path& path, std::string did, const InputO
     }
     case InputKind::checkpoint:
       return sketch_checkpoint(resolve_checkpoint_path(path, f.checkpoint), f.checkpoint, std::move(did), so, backend);
-    case InputKind::table: break;
+    case InputKind::table:
+    case InputKind::image: break;
   }
   DIDMARK_THROW(Errc::unsupported, "alignment sketches are for checkpoints and .npy arrays, not ", f.name, " files ('",
                 path.string(), "')");

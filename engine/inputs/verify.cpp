@@ -135,6 +135,15 @@ void apply_family(FileVerdicts& fv, const InputOptions& o) {
     v.detected = false;  // the owner's own test passed, the family's did not
     v.status = VerdictStatus::not_detected;
   }
+  for (ImageItem& item : fv.images)
+    for (Verdict& v : item.verdicts) {
+      v.log10_p_family = family_log10_p(v.log10_p, fv.family);
+      v.p_family = std::pow(10.0, v.log10_p_family);
+      if (v.status == VerdictStatus::detected && o.fwer && v.log10_p_family > limit) {
+        v.detected = false;
+        v.status = VerdictStatus::not_detected;
+      }
+    }
 }
 
 }  // namespace inputs_detail
@@ -160,6 +169,7 @@ FileVerdicts verify_input(const fs::path& path, std::span<const Owner> owners, c
       break;
     case InputKind::table: verify_table_file(path, owners, options, backend, out); break;
     case InputKind::array: verify_array_file(path, owners, options, backend, out); break;
+    case InputKind::image: inputs_detail::verify_images(path, owners, options, backend, out); break;
   }
   inputs_detail::apply_family(out, options);
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

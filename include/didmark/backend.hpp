@@ -85,6 +85,9 @@ class AttributionOps;
 namespace alignment {
 class AlignmentOps;
 }
+namespace images {
+class ImageOps;
+}
 
 /// Options fixed when a backend is made.
 struct BackendOptions {
@@ -150,6 +153,8 @@ class Backend {
   virtual attribution::AttributionOps& attribution_ops() = 0;
   /// Alignment passes: per-axis sums and signatures, gathers, rotations (sketches, realignment).
   virtual alignment::AlignmentOps& alignment_ops() = 0;
+  /// Image mark passes (engine/backend/image_ops.hpp): batched embed, tile fold, shift search.
+  virtual images::ImageOps& image_ops() = 0;
   /// The host thread pool this backend's CPU work runs on (for the CUDA backend: the pool
   /// of the CPU backend it uses for host-side work).
   virtual detail::ThreadPool& host_pool() = 0;

@@ -30,6 +30,7 @@
 #include "didmark/checkpoint.hpp"
 #include "didmark/dataset.hpp"
 #include "didmark/identity.hpp"
+#include "didmark/images.hpp"
 #include "didmark/registry_scan.hpp"
 #include "didmark/watermark.hpp"
 
@@ -42,13 +43,15 @@ enum class InputKind : uint8_t {
   checkpoint,  ///< named weight tensors (safetensors, PyTorch, a single .npy weight array)
   table,       ///< a CSV table
   array,       ///< an N x D row-keyed .npy array (embeddings, features)
+  image,       ///< a PNG, JPEG or WebP image, or a folder of them (an image dataset)
 };
-/// "checkpoint", "table", "array".
+/// "checkpoint", "table", "array", "image".
 std::string_view input_kind_name(InputKind k) noexcept;
 
 /// A file format of embed, verify and scan.
 struct InputFormat {
-  std::string name;  ///< "safetensors", "pt", "npy", "npy-tensor", "csv" (the --format values)
+  std::string name;  ///< "safetensors", "pt", "npy", "npy-tensor", "csv", "png", "jpeg", "webp",
+                    ///< "images" (a folder of images) (the --format values)
   InputKind kind = InputKind::checkpoint;
   /// For checkpoints: the reader. A sharded safetensors checkpoint keeps the name
   /// "safetensors" with checkpoint == safetensors_sharded.
@@ -68,6 +71,11 @@ const std::vector<InputFormat>& input_formats();
 /// Errc::unsupported naming the known formats when nothing fits; Errc::not_found when the
 /// path does not exist. Only regular files and folders are opened (never a FIFO or device).
 InputFormat classify_input(const std::filesystem::path& path, std::string_view forced = {});
+
+/// Whether a file name is that of an image (.png, .jpg, .jpeg, .webp, any case).
+bool image_file_name(const std::filesystem::path& path);
+/// The images of a folder and its subfolders (by name; hidden entries skipped), sorted.
+std::vector<std::filesystem::path> image_folder_files(const std::filesystem::path& folder);
 
 /// The other files a multi-file input stands for (the shards of a sharded checkpoint, the
 /// X.ids.npy row-id sidecar of an array X.npy); empty for single files. `didmark scan` lists them only through the input.
@@ -120,6 +128,9 @@ struct InputOptions {
   CsvOptions csv;
   /// Arrays: strength and cosine budget (p_threshold comes from `watermark`).
   ArrayOptions array;
+  /// Images: strength (8-bit levels; `watermark.strength` overrides it when set) and the
+  /// smallest side marked.
+  ImageMarkOptions image;
   /// Arrays: a .npy of one integer id per row. Empty: the sidecar `<stem>.ids.npy` beside the
   /// array when it exists, else `fixed_order` must be set.
   std::filesystem::path ids;
@@ -200,6 +211,23 @@ struct Verdict {
   std::optional<VerifyReport> weights;
   std::optional<TableVerifyReport> table;
   std::optional<ArrayVerifyReport> array;
+  /// Images: for one image, the image's own test; for a folder, the dataset test over all
+  /// its images (`images` counted, `images_detected` of them detected on their own).
+  struct ImageFacts {
+    int64_t images = 0, images_detected = 0;
+    int width = 0, height = 0;         ///< one image only
+    int offset_x = 0, offset_y = 0;    ///< one image only: the tile offset found
+    double sync_z = 0;                 ///< one image only
+  };
+  std::optional<ImageFacts> image;
+};
+
+/// One image of an image input (a single image, or each image of a folder).
+struct ImageItem {
+  std::filesystem::path path;
+  std::string error_code, error_message;  ///< set when the image could not be read
+  int width = 0, height = 0;
+  std::vector<Verdict> verdicts;  ///< one per owner (p_family and detection as for files)
 };
 
 /// The verdicts of one input, one per owner in the owners' order.
@@ -217,6 +245,8 @@ struct FileVerdicts {
   std::optional<double> fwer;
   /// Checkpoints: what the screen did (whether it ran, its stages, the candidates).
   std::optional<ScreenSummary> screen;
+  /// Images: every image's own verdicts, in path order (also for a single image).
+  std::vector<ImageItem> images;
 };
 
 /// Verify every owner's mark in `path`, reading it once for all of them (checkpoints with many
@@ -247,6 +277,17 @@ struct InputEmbedReport {
   std::optional<CheckpointEmbedReport> checkpoint;
   std::optional<TableEmbedReport> table;
   std::optional<ArrayEmbedReport> array;
+  /// Images: one entry per image written (or refused, with its error), in path order.
+  struct ImageOut {
+    std::filesystem::path input, output;
+    std::string error_code, error_message;
+    ImageCodec codec = ImageCodec::png;
+    ImageEmbedReport report;
+    int quality = 0;
+    std::string subsampling;
+    bool icc = false, exif = false;
+  };
+  std::vector<ImageOut> images;
   /// Arrays: where the row identities came from ("ids from F", "row index (--fixed-order)").
   std::string row_identity;
   /// With InputOptions::sketch_output: the sketch written there.

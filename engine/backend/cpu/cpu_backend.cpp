@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "backend/alignment_ops.hpp"
+#include "backend/image_ops.hpp"
 #include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
@@ -268,6 +269,10 @@ class CpuBackend final : public Backend {
     std::call_once(alignment_once_, [&] { alignment_ = alignment::make_cpu_alignment_ops(pool_); });
     return *alignment_;
   }
+  images::ImageOps& image_ops() override {
+    std::call_once(image_once_, [&] { image_ = images::make_cpu_image_ops(pool_); });
+    return *image_;
+  }
   detail::ThreadPool& host_pool() override { return pool_; }
   const BackendOptions& options() const noexcept override { return options_; }
 
@@ -322,7 +327,8 @@ class CpuBackend final : public Backend {
 
   BackendOptions options_;
   detail::ThreadPool pool_;
-  std::once_flag dataset_once_, attribution_once_, alignment_once_;
+  std::once_flag dataset_once_, attribution_once_, alignment_once_, image_once_;
+  std::unique_ptr<images::ImageOps> image_;
   std::unique_ptr<dataset::DatasetOps> dataset_;
   std::unique_ptr<attribution::AttributionOps> attribution_;
   std::unique_ptr<alignment::AlignmentOps> alignment_;

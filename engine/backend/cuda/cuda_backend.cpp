@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/alignment_ops.hpp"
+#include "backend/image_ops.hpp"
 #include "backend/attribution_ops.hpp"
 #include "backend/check.hpp"
 #include "backend/cuda/cuda_ops.hpp"
@@ -297,6 +298,10 @@ class CudaBackend final : public Backend {
     std::call_once(alignment_once_, [&] { alignment_ = alignment::make_cuda_alignment_ops(res_); });
     return *alignment_;
   }
+  images::ImageOps& image_ops() override {
+    std::call_once(image_once_, [&] { image_ = images::make_cuda_image_ops(res_); });
+    return *image_;
+  }
   detail::ThreadPool& host_pool() override { return host_->host_pool(); }
   const BackendOptions& options() const noexcept override { return options_; }
 
@@ -360,7 +365,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Backend> host_;  // the CPU backend for host-side work (its pool, its op tables)
   cuda::CudaResources res_;
   cudaEvent_t events_[2] = {nullptr, nullptr};
-  std::once_flag dataset_once_, attribution_once_, alignment_once_;
+  std::once_flag dataset_once_, attribution_once_, alignment_once_, image_once_;
+  std::unique_ptr<images::ImageOps> image_;
   std::unique_ptr<dataset::DatasetOps> dataset_;
   std::unique_ptr<attribution::AttributionOps> attribution_;
   std::unique_ptr<alignment::AlignmentOps> alignment_;

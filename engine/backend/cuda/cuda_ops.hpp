@@ -22,3 +22,7 @@ namespace didmark::alignment {
 class AlignmentOps;
 std::unique_ptr<AlignmentOps> make_cuda_alignment_ops(cuda::CudaResources& res);
 }  // namespace didmark::alignment
+namespace didmark::images {
+class ImageOps;
+std::unique_ptr<ImageOps> make_cuda_image_ops(cuda::CudaResources& res);
+}  // namespace didmark::images
