@@ -5,6 +5,9 @@ and the speed per 1080p image side by side with invisible-watermark's dwtDct (wh
 file decode and encode included. Prints Markdown (docs/perf/images.md).
 
     DIDMARK_CLI=build/bin/didmark python3 bench/images_bench.py [--skip-speed]
+
+The peer is not part of scripts/setup.sh (it pulls opencv-python, PyWavelets and torch):
+    python3 -m pip install invisible-watermark
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path

