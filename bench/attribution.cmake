@@ -4,6 +4,8 @@
 add_executable(bench_attribution ${CMAKE_CURRENT_SOURCE_DIR}/bench_attribution.cpp)
 if(DIDMARK_HAVE_CUDA)
   target_sources(bench_attribution PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/bench_attribution_cuda.cu)
+  # The GEMM peak is measured with cuBLAS itself (the library opens it on demand instead).
+  target_link_libraries(bench_attribution PRIVATE CUDA::cublas)
 endif()
 target_include_directories(bench_attribution PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/engine)
 target_link_libraries(bench_attribution PRIVATE didmark benchmark::benchmark)

@@ -24,7 +24,7 @@
   do {                                                                                             \
     const cublasStatus_t didmark_s_ = (call);                                                      \
     if (didmark_s_ != CUBLAS_STATUS_SUCCESS)                                                       \
-      DIDMARK_THROW(::didmark::Errc::device_failure, #call " failed: ", cublasGetStatusName(didmark_s_)); \
+      DIDMARK_THROW(::didmark::Errc::device_failure, #call " failed with cublas status ", int(didmark_s_)); \
   } while (0)
 
 #define DIDMARK_CUSOLVER_TRY(call)                                                                     \

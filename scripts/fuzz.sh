@@ -21,7 +21,7 @@ BUILD=${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
 SECS=${FUZZ_SECONDS:-60}
 PICKLE_SECS=${FUZZ_PICKLE_SECONDS:-600}
 JOBS=${JOBS:-$(nproc)}
-ALL="safetensors_header torch_pickle torch_archive csv npy_header identity registry"
+ALL="safetensors_header torch_pickle torch_archive csv npy_header identity registry image"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 
 # target -> data folder, dictionary, max_len
@@ -34,6 +34,7 @@ kind() {
     npy_header) echo "npy npy.dict 4096" ;;
     identity) echo "identity json.dict 2048" ;;
     registry) echo "registry json.dict 8192" ;;
+    image) echo "image image.dict 16384" ;;
     *) echo "fuzz: unknown target $1" >&2; exit 2 ;;
   esac
 }

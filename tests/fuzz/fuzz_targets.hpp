@@ -21,6 +21,7 @@
 #include "didmark/dataset.hpp"
 #include "didmark/error.hpp"
 #include "didmark/identity.hpp"
+#include "didmark/images.hpp"
 #include "didmark/io.hpp"
 #include "didmark/limits.hpp"
 #include "io/npy_detail.hpp"
@@ -213,6 +214,23 @@ inline bool registry(std::span<const uint8_t> in) {
     const auto r = load_registry(p);
     for (std::size_t i = 1; i < r.size(); ++i)
       if (r[i].did.empty()) return false;
+  } catch (const Error&) {
+  }
+  return true;
+}
+
+/// The image decoders (libpng, libjpeg-turbo, libwebp behind didmark's checks): whatever they
+/// accept has its declared size and sample layout, within the limits.
+inline bool image(std::span<const uint8_t> in) {
+  ImageCodec codec;
+  if (!sniff_image(in, codec)) return true;
+  try {
+    const Image im = decode_image(in, codec, "fuzz");
+    if (im.width <= 0 || im.height <= 0 || im.width > kMaxImageSide || im.height > kMaxImageSide) return false;
+    if (im.channels < 1 || im.channels > 4 || int64_t{im.width} * im.height > kMaxImagePixels) return false;
+    if (im.pixels.size() != static_cast<std::size_t>(im.width) * static_cast<std::size_t>(im.height) *
+                                static_cast<std::size_t>(im.channels))
+      return false;
   } catch (const Error&) {
   }
   return true;

@@ -20,7 +20,7 @@ struct Kind {
 const Kind kKinds[] = {
     {"safetensors", fuzz::safetensors_header}, {"pickle", fuzz::torch_pickle}, {"torch", fuzz::torch_archive},
     {"csv", fuzz::csv},                       {"npy", fuzz::npy_header},      {"identity", fuzz::identity_file},
-    {"registry", fuzz::registry},
+    {"registry", fuzz::registry},   {"image", fuzz::image},
 };
 
 TEST(FuzzRegress, EveryKeptInputRunsCleanly) {

@@ -6,6 +6,7 @@
 
 #include "backend/alignment_ops.hpp"
 #include "backend/cuda/cuda_ops.hpp"
+#include "backend/cuda/cuda_libs.hpp"
 #include "kernels/cuda_check.cuh"
 #include "backend/cuda/cuda_resources.hpp"
 #include "didmark/error.hpp"
@@ -129,7 +130,7 @@ class CudaAlignmentOps final : public AlignmentOps {
     // Row-major Y (N x D) = X (N x D) Q (D x D) is column-major Y^T = Q^T X^T.
     const float one = 1.0f, zero = 0.0f;
     const int d = static_cast<int>(D), n = static_cast<int>(N);
-    DIDMARK_CUBLAS_TRY(cublasSgemm(res_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, d, n, d, &one,
+    DIDMARK_CUBLAS_TRY(cuda_libs::cublas().sgemm(res_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, d, n, d, &one,
                                    reinterpret_cast<const float*>(base + o_q), d, x, d, &zero, y, d));
     DIDMARK_CUDA_TRY(cudaMemcpyAsync(out.data(), y, out.size_bytes(), cudaMemcpyDeviceToHost, s));
     DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));

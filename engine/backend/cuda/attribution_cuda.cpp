@@ -9,6 +9,7 @@
 #include "backend/attribution_ops.hpp"
 #include "backend/cuda/cuda_ops.hpp"
 #include "didmark/detail/attribution_math.hpp"
+#include "backend/cuda/cuda_libs.hpp"
 #include "kernels/cuda_check.cuh"
 #include "backend/cuda/cuda_resources.hpp"
 #include "didmark/error.hpp"
@@ -35,11 +36,11 @@ void d2h(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
 // cuBLAS is column-major: a row-major r x c matrix is a column-major c x r one.
 void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  DIDMARK_CUBLAS_TRY(cublasSgemm_64(h, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
+  DIDMARK_CUBLAS_TRY(cuda_libs::cublas().sgemm_64(h, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
 }
 void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  DIDMARK_CUBLAS_TRY(cublasDgemm_64(h, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
+  DIDMARK_CUBLAS_TRY(cuda_libs::cublas().dgemm_64(h, ta, tb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc));
 }
 
 std::size_t free_device_memory(int device) {
@@ -159,7 +160,7 @@ class CudaGram final : public GramAccumulator {
     kernels::launch_convert<double>(x32_.get(), DType::f32, rows * k_, x64_.as<double>(), s);
     // A += X^T X: X row-major rows x k is column-major k x rows (= Xc), so A += Xc Xc^T.
     const double one = 1.0;
-    DIDMARK_CUBLAS_TRY(cublasDsyrk_64(res_.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, k_, rows, &one,
+    DIDMARK_CUBLAS_TRY(cuda_libs::cublas().dsyrk_64(res_.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, k_, rows, &one,
                                       x64_.as<double>(), k_, &one, a_.as<double>(), k_));
     DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));
   }
@@ -197,9 +198,9 @@ class CudaSpdSolver final : public SpdSolver {
     cusolverDnHandle_t h = res_.cusolver();
     const int ki = static_cast<int>(k);
     int lwork = 0;
-    DIDMARK_CUSOLVER_TRY(cusolverDnDpotrf_bufferSize(h, CUBLAS_FILL_MODE_LOWER, ki, l_.as<double>(), ki, &lwork));
+    DIDMARK_CUSOLVER_TRY(cuda_libs::cusolver().dpotrf_buffer_size(h, CUBLAS_FILL_MODE_LOWER, ki, l_.as<double>(), ki, &lwork));
     work_.reserve(static_cast<std::size_t>(std::max(lwork, 1)) * sizeof(double));
-    DIDMARK_CUSOLVER_TRY(cusolverDnDpotrf(h, CUBLAS_FILL_MODE_LOWER, ki, l_.as<double>(), ki, work_.as<double>(), lwork,
+    DIDMARK_CUSOLVER_TRY(cuda_libs::cusolver().dpotrf(h, CUBLAS_FILL_MODE_LOWER, ki, l_.as<double>(), ki, work_.as<double>(), lwork,
                                           info_.as<int>()));
     int info = 0;
     d2h(&info, info_.get(), sizeof(int), s);
@@ -217,7 +218,7 @@ class CudaSpdSolver final : public SpdSolver {
     b_.reserve(bytes);
     h2d(b_.get(), b, bytes, s);
     // Row-major m x k right-hand sides are column-major k x m: B, ldb = k.
-    DIDMARK_CUSOLVER_TRY(cusolverDnDpotrs(res_.cusolver(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(k_),
+    DIDMARK_CUSOLVER_TRY(cuda_libs::cusolver().dpotrs(res_.cusolver(), CUBLAS_FILL_MODE_LOWER, static_cast<int>(k_),
                                           static_cast<int>(m), l_.as<double>(), static_cast<int>(k_), b_.as<double>(),
                                           static_cast<int>(k_), info_.as<int>()));
     d2h(b, b_.get(), bytes, s);

@@ -1,5 +1,6 @@
 #include "backend/cuda/cuda_resources.hpp"
 
+#include "backend/cuda/cuda_libs.hpp"
 #include "kernels/cuda_check.cuh"
 #include "didmark/error.hpp"
 
@@ -75,8 +76,8 @@ CudaResources::~CudaResources() {
   (void)cudaGetDevice(&prev);
   (void)cudaSetDevice(device_);
   if (stream_) (void)cudaStreamSynchronize(stream_);
-  if (cublas_) (void)cublasDestroy(cublas_);
-  if (cusolver_) (void)cusolverDnDestroy(cusolver_);
+  if (cublas_) (void)cuda_libs::cublas().destroy(cublas_);
+  if (cusolver_) (void)cuda_libs::cusolver().destroy(cusolver_);
   for (auto& b : scratch_) b = DeviceBuffer();
   if (stream_) (void)cudaStreamDestroy(stream_);
   if (copy_stream_) (void)cudaStreamDestroy(copy_stream_);
@@ -86,8 +87,9 @@ CudaResources::~CudaResources() {
 cublasHandle_t CudaResources::cublas() {
   if (!cublas_) {
     DeviceScope scope(device_);
-    DIDMARK_CUBLAS_TRY(cublasCreate(&cublas_));
-    DIDMARK_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
+    const auto& lib = cuda_libs::cublas();
+    DIDMARK_CUBLAS_TRY(lib.create(&cublas_));
+    DIDMARK_CUBLAS_TRY(lib.set_stream(cublas_, stream_));
   }
   return cublas_;
 }
@@ -95,8 +97,9 @@ cublasHandle_t CudaResources::cublas() {
 cusolverDnHandle_t CudaResources::cusolver() {
   if (!cusolver_) {
     DeviceScope scope(device_);
-    DIDMARK_CUSOLVER_TRY(cusolverDnCreate(&cusolver_));
-    DIDMARK_CUSOLVER_TRY(cusolverDnSetStream(cusolver_, stream_));
+    const auto& lib = cuda_libs::cusolver();
+    DIDMARK_CUSOLVER_TRY(lib.create(&cusolver_));
+    DIDMARK_CUSOLVER_TRY(lib.set_stream(cusolver_, stream_));
   }
   return cusolver_;
 }
