@@ -69,6 +69,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--null-keys", type=int, default=350, help="wrong keys x photos x 2 null trials")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     idf, other = tmp / "alice.id.json", tmp / "bob.id.json"
@@ -135,6 +136,26 @@ def main():
     dw = verify(ds, other)["verdicts"][0]
     print(f"{len(d['images'])} images: dataset z {v['z']:.1f}, p {v['p_value']:.3g} (log10 {v['log10_p']:.1f}); "
           f"{v['images_detected']} detected on their own; wrong key z {dw['z']:.2f}\n")
+
+    # The null over >= 10^4 trials on real photographs: a registry of wrong keys against the
+    # unmarked originals and against the marked photos (every key but the owner's is wrong).
+    print("## Null: wrong keys on the real photographs\n")
+    reg = tmp / "null.jsonl"
+    with open(reg, "w") as fh:
+        for i in range(a.null_keys):
+            kf = tmp / f"null{i}.id.json"
+            cli("id", "new", "-q", "-o", kf)
+            fh.write(cli("id", "export-key", kf).stdout.strip() + "\n")
+    zs = []
+    for folder in (src, out):
+        j = json.loads(cli("--json", "verify", folder, "--registry", reg, "--fwer", "off").stdout)
+        zs += [v["z"] for im in j["images"] for v in im["verdicts"]]
+    zs = np.array(zs)
+    print(f"{len(zs)} trials ({a.null_keys} keys x {len(PHOTOS)} photos, unmarked and marked): mean z {zs.mean():.3f}, "
+          f"sd {zs.std():.3f}, max {zs.max():.2f}; at or over z 3 / 4 / 5.26 (p = 1e-6): "
+          f"{(zs >= 3).sum()} / {(zs >= 4).sum()} / {(zs >= 5.257).sum()} "
+          f"(the bound exp(-z^2/2) allows {len(zs) * np.exp(-4.5):.0f} / {len(zs) * np.exp(-8):.1f} / "
+          f"{len(zs) * 1e-6:.3f})\n")
 
     if a.skip_speed:
         return
