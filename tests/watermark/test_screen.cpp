@@ -147,6 +147,90 @@ TEST(ScreenPrimitive, RefusesInconsistentArguments) {
   EXPECT_THROW(be->screen(ints.view, {1, 0}, one, std::vector<uint64_t>(1), out), Error);
 }
 
+// screen_many must be screen() per item, bit for bit: mixed dtypes, sizes that end in a partial
+// group and block, a tensor sampled at two phases, items of no group, carrier sets used twice or
+// not at all, key counts across the tile boundary, and any thread count.
+TEST(ScreenPrimitive, ManyEqualsThePerTensorCalls) {
+  const std::vector<Buffer> ws = [] {
+    std::vector<Buffer> v;
+    v.push_back(awkward(DType::f32, 40'000 + 77, 1));
+    v.push_back(awkward(DType::f16, 30'001, 2));
+    v.push_back(awkward(DType::bf16, 25'000 + 3, 3));
+    v.push_back(test::gaussian("small", DType::bf16, {999}, 4));   // less than a group
+    v.push_back(test::gaussian("odd", DType::f16, {7, 1531}, 5));  // 10,717 elements
+    v.push_back(test::gaussian("wide", DType::f32, {3, 5, 4099}, 6, 3.0));
+    v.push_back(awkward(DType::f64, 20'000 + 1, 7));
+    return v;
+  }();
+  for (const std::size_t K : {std::size_t{0}, std::size_t{1}, std::size_t{37}, std::size_t{2100}}) {
+    const std::size_t sets = ws.size() + 1;  // the last set is used by no item and left unset
+    std::vector<detail::CarrierSpec> cs(sets * K);
+    std::vector<Payload> ps;
+    for (std::size_t k = 0; k < K; ++k) ps.push_back(test::random_payload(300 + k, 61));
+    for (std::size_t t = 0; t + 1 < sets; ++t)
+      for (std::size_t k = 0; k < K; ++k)
+        cs[t * K + k] = derive_carrier(test::random_key(1000 + k), "tensor" + std::to_string(t), 61);
+    const std::vector<uint64_t> bits = K > 0 ? pack(ps) : std::vector<uint64_t>{};
+    std::vector<ScreenItem> items;
+    for (std::size_t t = 0; t < ws.size(); ++t) {
+      items.push_back({ws[t].view, {3, static_cast<int64_t>(t)}, t});
+      items.push_back({ws[t].view, {3, static_cast<int64_t>(t) + 1}, t});  // the same tensor, another phase
+    }
+    items.push_back({ws[0].view, {1, 0}, 2});       // the whole tensor, another tensor's carriers
+    items.push_back({ws[3].view, {5, 4}, 3});       // no sampled group (1 group, phase 4 of 5)
+    items.push_back({ws[5].view, {2, 1}, 5});
+    items.push_back({ws[1].view, {40, 39}, 1});     // one group
+    for (const int threads : {1, 2, 3}) {
+      const auto be = make_cpu_backend(threads);
+      std::vector<ScreenSums> many(items.size()), loop(items.size());
+      be->screen_many(items, K, cs, bits, many);
+      be->Backend::screen_many(items, K, cs, bits, loop);  // the default: screen() per item
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        ScreenSums one;
+        be->screen(items[i].view, items[i].sample, std::span(cs).subspan(items[i].carrier_set * K, K), bits, one);
+        const std::string where = "K " + std::to_string(K) + " threads " + std::to_string(threads) + " item " +
+                                  std::to_string(i) + " " + std::string(dtype_name(items[i].view.dtype));
+        ASSERT_EQ(many[i].t.size(), K) << where;
+        EXPECT_EQ(many[i].t, one.t) << where;
+        EXPECT_EQ(loop[i].t, one.t) << where;
+        EXPECT_EQ(many[i].sum_sq, one.sum_sq) << where;
+        EXPECT_EQ(many[i].elements, one.elements) << where;
+        EXPECT_EQ(many[i].nonfinite, one.nonfinite) << where;
+        if (K == 37) {  // and against the per-element definition
+          const ScreenSums ref = reference(items[i].view, items[i].sample,
+                                           std::vector(cs.begin() + static_cast<std::ptrdiff_t>(items[i].carrier_set * K),
+                                                       cs.begin() + static_cast<std::ptrdiff_t>((items[i].carrier_set + 1) * K)),
+                                           ps);
+          EXPECT_EQ(many[i].t, ref.t) << where;
+          EXPECT_EQ(many[i].sum_sq, ref.sum_sq) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ScreenPrimitive, ManyRefusesInconsistentArguments) {
+  const auto be = make_cpu_backend(1);
+  const Buffer w = test::gaussian("w", DType::f32, {4096}, 1);
+  const std::vector<detail::CarrierSpec> cs{derive_carrier(test::random_key(1), "w", 64),
+                                            derive_carrier(test::random_key(2), "w", 64),
+                                            derive_carrier(test::random_key(3), "w", 64)};
+  const std::vector<uint64_t> bits(2);
+  std::vector<ScreenSums> out(1);
+  const std::vector<ScreenItem> items{{w.view, {1, 0}, 1}};
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 2, cs, bits, out); }).find("whole sets"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 2, std::span(cs).first(2), bits, out); }).find("carrier set"),
+            std::string::npos);
+  std::vector<ScreenSums> two(2);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 1, cs, std::vector<uint64_t>(1), two); }).find("result slots"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 1, cs, std::vector<uint64_t>(3), out); }).find("payload words"),
+            std::string::npos);
+  const std::vector<ScreenItem> bad{{w.view, {0, 0}, 0}};
+  EXPECT_NE(test::error_of([&] { be->screen_many(bad, 1, cs, std::vector<uint64_t>(1), out); }).find("stride"),
+            std::string::npos);
+}
+
 // ---- screen, then confirm --------------------------------------------------------------------
 
 std::vector<Claim> registry(std::size_t n, uint64_t seed) {
