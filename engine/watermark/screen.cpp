@@ -1,5 +1,5 @@
-// verify_screened: every claim scored on a key-independent sample in one pass per tensor
-// (Backend::screen), the candidates confirmed by the ordinary full pass.
+// verify_screened: every claim scored on a key-independent sample in one pass per stage
+// (Backend::screen_many), the candidates confirmed by the ordinary full pass.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -56,44 +56,78 @@ uint64_t fresh_seed() {
   return s != 0 ? s : 1;
 }
 
+/// Every eligible tensor's carrier for every claim, derived once for all stages (two Philox
+/// calls each): all[t * claims + c]. Tensors that no stage samples are skipped.
+std::vector<detail::CarrierSpec> derive_all(const std::vector<Target>& targets, std::span<const Claim> claims,
+                                            uint32_t L, int64_t last_stride, Backend& backend) {
+  const std::size_t C = claims.size();
+  std::vector<detail::CarrierSpec> all(targets.size() * C);
+  constexpr int64_t kDerivePerTask = 512;
+  const auto per_target = static_cast<int64_t>((C + kDerivePerTask - 1) / kDerivePerTask);
+  backend.host_pool().parallel_for(static_cast<int64_t>(targets.size()) * per_target, [&](int, int64_t task) {
+    const auto t = static_cast<std::size_t>(task / per_target);
+    const Target& tg = targets[t];
+    // The last stage's sample holds every earlier one.
+    if (detail::screen_group_count(tg.groups, last_stride, tg.phase % last_stride) == 0) return;
+    const auto c0 = static_cast<std::size_t>((task % per_target) * kDerivePerTask);
+    const std::size_t c1 = std::min(C, c0 + kDerivePerTask);
+    for (std::size_t c = c0; c < c1; ++c) all[t * C + c] = derive_carrier_hashed(claims[c].key, tg.name_hash, L);
+  });
+  return all;
+}
+
 /// Add the groups (i + phase) % stride == 0 of every tensor, with `phase` = the tensor's phase
 /// plus each of `shifts`, to the running sums of claims `ids` (a stage's sample, or the part of
-/// it the previous stage did not have). Carriers are derived once per tensor for all shifts.
-void add_sample(std::vector<Target>& targets, std::span<const Claim> claims, const std::vector<std::size_t>& ids,
-                const std::vector<uint64_t>& payload, uint32_t L, int64_t stride, const std::vector<int64_t>& shifts,
-                Running& run, Backend& backend) {
+/// it the previous stage did not have): one Backend::screen_many call for the whole stage, its
+/// results added in the order of tensors and then shifts.
+void add_sample(std::vector<Target>& targets, const std::vector<detail::CarrierSpec>& all, std::size_t claims,
+                const std::vector<std::size_t>& ids, const std::vector<uint64_t>& payload, int64_t stride,
+                const std::vector<int64_t>& shifts, Running& run, Backend& backend) {
   const std::size_t K = ids.size();
-  std::vector<detail::CarrierSpec> carriers(K);
-  ScreenSums sums;
-  constexpr int64_t kDerivePerTask = 512;
-  const auto derive_tasks = static_cast<int64_t>((K + kDerivePerTask - 1) / kDerivePerTask);
-  for (Target& tg : targets) {
-    bool derived = false;
+  const bool every_claim = K == claims;  // ids is 0..K-1 then (stages only ever drop claims)
+  std::vector<ScreenItem> items;
+  std::vector<std::size_t> item_target;
+  std::vector<detail::CarrierSpec> gathered;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    const Target& tg = targets[t];
+    std::size_t set = 0;
+    bool has_set = false;
     for (const int64_t shift : shifts) {
       const ScreenSample sample{stride, (tg.phase + shift) % stride};
       if (detail::screen_group_count(tg.groups, sample.stride, sample.phase) == 0) continue;
-      if (!derived) {
-        backend.host_pool().parallel_for(derive_tasks, [&](int, int64_t t) {
-          const auto k1 = std::min<std::size_t>(K, static_cast<std::size_t>((t + 1) * kDerivePerTask));
-          for (auto k = static_cast<std::size_t>(t * kDerivePerTask); k < k1; ++k)
-            carriers[k] = derive_carrier_hashed(claims[ids[k]].key, tg.name_hash, L);
-        });
-        derived = true;
+      if (!has_set) {
+        if (every_claim) {
+          set = t;
+        } else {
+          set = gathered.size() / std::max<std::size_t>(K, 1);
+          for (const std::size_t id : ids) gathered.push_back(all[t * claims + id]);
+        }
+        has_set = true;
       }
-      backend.screen(tg.tensor->view, sample, carriers, payload, sums);
-      run.nonfinite += sums.nonfinite;
-      if (sums.elements <= 0 || !(sums.sum_sq > 0)) continue;
-      // Each tensor weighted by 1 / rms of its first sample, as verify() weighs whole tensors; a
-      // weight fixed by the weights alone keeps the bound valid as the sample grows.
-      if (tg.weight == 0) {
-        tg.weight = std::sqrt(static_cast<double>(sums.elements) / sums.sum_sq);
-        run.tensors += 1;
-      }
-      tg.sum_sq += sums.sum_sq;
-      tg.elements += sums.elements;
-      run.elements += sums.elements;
-      for (std::size_t k = 0; k < K; ++k) run.num[k] += sums.t[k] * tg.weight;
+      items.push_back({tg.tensor->view, sample, set});
+      item_target.push_back(t);
     }
+  }
+  if (items.empty()) return;
+  std::vector<ScreenSums> sums(items.size());
+  const std::span<const detail::CarrierSpec> carriers =
+      every_claim ? std::span<const detail::CarrierSpec>(all) : std::span<const detail::CarrierSpec>(gathered);
+  backend.screen_many(items, K, K > 0 ? carriers : carriers.first(0), payload, sums);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Target& tg = targets[item_target[i]];
+    const ScreenSums& s = sums[i];
+    run.nonfinite += s.nonfinite;
+    if (s.elements <= 0 || !(s.sum_sq > 0)) continue;
+    // Each tensor weighted by 1 / rms of its first sample, as verify() weighs whole tensors; a
+    // weight fixed by the weights alone keeps the bound valid as the sample grows.
+    if (tg.weight == 0) {
+      tg.weight = std::sqrt(static_cast<double>(s.elements) / s.sum_sq);
+      run.tensors += 1;
+    }
+    tg.sum_sq += s.sum_sq;
+    tg.elements += s.elements;
+    run.elements += s.elements;
+    for (std::size_t k = 0; k < K; ++k) run.num[k] += s.t[k] * tg.weight;
   }
 }
 
@@ -216,7 +250,15 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
   const uint64_t seed = screen.seed != 0 ? screen.seed : fresh_seed();
   for (Target& t : targets) t.phase = phase_of(seed, t.name_hash, plan.front().stride);
   const auto bits = static_cast<uint32_t>(L);
+  const std::vector<detail::CarrierSpec> all = derive_all(targets, claims, bits, plan.back().stride, backend);
   const std::size_t words = (L + 63) / 64;
+  // Every claim's payload bits packed once (bit b at word b / 64), gathered per stage.
+  std::vector<uint64_t> packed(claims.size() * words, 0);
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    const auto& pb = claims[i].payload.bits;
+    for (std::size_t b = 0; b < pb.size(); ++b)
+      packed[i * words + b / 64] |= static_cast<uint64_t>(pb[b] != 0) << (b % 64);
+  }
   std::vector<std::size_t> ids(claims.size());
   for (std::size_t k = 0; k < ids.size(); ++k) ids[k] = k;
   Running run;
@@ -224,21 +266,19 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
   std::vector<VerifyReport> out(claims.size());
   for (std::size_t st = 0; st < plan.size(); ++st) {
     const auto ts = Clock::now();
-    std::vector<uint64_t> payload(ids.size() * words, 0);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto& pb = claims[ids[i]].payload.bits;
-      for (std::size_t b = 0; b < pb.size(); ++b)
-        if (pb[b]) payload[i * words + b / 64] |= uint64_t{1} << (b % 64);
-    }
+    std::vector<uint64_t> payload(ids.size() * words);
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(ids[i] * words), words,
+                  payload.begin() + static_cast<std::ptrdiff_t>(i * words));
     if (st == 0) {
-      add_sample(targets, claims, ids, payload, bits, plan[0].stride, {0}, run, backend);
+      add_sample(targets, all, claims.size(), ids, payload, plan[0].stride, {0}, run, backend);
     } else {
       // The groups of this stage's sample the previous one lacked: the previous stride's phases
       // shifted by each non-zero multiple of this stride.
       const int64_t prev = plan[st - 1].stride, cur = plan[st].stride;
       std::vector<int64_t> shifts;
       for (int64_t j = 1; j < prev / cur; ++j) shifts.push_back(j * cur);
-      add_sample(targets, claims, ids, payload, bits, prev, shifts, run, backend);
+      add_sample(targets, all, claims.size(), ids, payload, prev, shifts, run, backend);
     }
     const double D = normalizer(targets);
     ScreenStage stage;
