@@ -57,7 +57,8 @@ uint64_t fresh_seed() {
 }
 
 /// Every eligible tensor's carrier for every claim, derived once for all stages (two Philox
-/// calls each): all[t * claims + c]. Tensors that no stage samples are skipped.
+/// calls each): all[t * claims + c], the carrier sets of a screen_many call. Tensors that no
+/// stage samples are skipped (their sets are never read).
 std::vector<detail::CarrierSpec> derive_all(const std::vector<Target>& targets, std::span<const Claim> claims,
                                             uint32_t L, int64_t last_stride, Backend& backend) {
   const std::size_t C = claims.size();
@@ -80,39 +81,23 @@ std::vector<detail::CarrierSpec> derive_all(const std::vector<Target>& targets, 
 /// plus each of `shifts`, to the running sums of claims `ids` (a stage's sample, or the part of
 /// it the previous stage did not have): one Backend::screen_many call for the whole stage, its
 /// results added in the order of tensors and then shifts.
-void add_sample(std::vector<Target>& targets, const std::vector<detail::CarrierSpec>& all, std::size_t claims,
-                const std::vector<std::size_t>& ids, const std::vector<uint64_t>& payload, int64_t stride,
-                const std::vector<int64_t>& shifts, Running& run, Backend& backend) {
-  const std::size_t K = ids.size();
-  const bool every_claim = K == claims;  // ids is 0..K-1 then (stages only ever drop claims)
+void add_sample(std::vector<Target>& targets, std::span<const detail::CarrierSpec> carriers, std::size_t K,
+                const std::vector<uint64_t>& payload, int64_t stride, const std::vector<int64_t>& shifts, Running& run,
+                Backend& backend) {
   std::vector<ScreenItem> items;
   std::vector<std::size_t> item_target;
-  std::vector<detail::CarrierSpec> gathered;
   for (std::size_t t = 0; t < targets.size(); ++t) {
     const Target& tg = targets[t];
-    std::size_t set = 0;
-    bool has_set = false;
     for (const int64_t shift : shifts) {
       const ScreenSample sample{stride, (tg.phase + shift) % stride};
       if (detail::screen_group_count(tg.groups, sample.stride, sample.phase) == 0) continue;
-      if (!has_set) {
-        if (every_claim) {
-          set = t;
-        } else {
-          set = gathered.size() / std::max<std::size_t>(K, 1);
-          for (const std::size_t id : ids) gathered.push_back(all[t * claims + id]);
-        }
-        has_set = true;
-      }
-      items.push_back({tg.tensor->view, sample, set});
+      items.push_back({tg.tensor->view, sample, t});
       item_target.push_back(t);
     }
   }
   if (items.empty()) return;
   std::vector<ScreenSums> sums(items.size());
-  const std::span<const detail::CarrierSpec> carriers =
-      every_claim ? std::span<const detail::CarrierSpec>(all) : std::span<const detail::CarrierSpec>(gathered);
-  backend.screen_many(items, K, K > 0 ? carriers : carriers.first(0), payload, sums);
+  backend.screen_many(items, K, carriers, payload, sums);
   for (std::size_t i = 0; i < items.size(); ++i) {
     Target& tg = targets[item_target[i]];
     const ScreenSums& s = sums[i];
@@ -250,7 +235,8 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
   const uint64_t seed = screen.seed != 0 ? screen.seed : fresh_seed();
   for (Target& t : targets) t.phase = phase_of(seed, t.name_hash, plan.front().stride);
   const auto bits = static_cast<uint32_t>(L);
-  const std::vector<detail::CarrierSpec> all = derive_all(targets, claims, bits, plan.back().stride, backend);
+  // Carrier sets of the claims still in the screen (ids), set t at [t * ids.size(), ...).
+  std::vector<detail::CarrierSpec> all = derive_all(targets, claims, bits, plan.back().stride, backend);
   const std::size_t words = (L + 63) / 64;
   // Every claim's payload bits packed once (bit b at word b / 64), gathered per stage.
   std::vector<uint64_t> packed(claims.size() * words, 0);
@@ -270,15 +256,16 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
     for (std::size_t i = 0; i < ids.size(); ++i)
       std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(ids[i] * words), words,
                   payload.begin() + static_cast<std::ptrdiff_t>(i * words));
+    const std::span<const detail::CarrierSpec> carriers(all.data(), targets.size() * ids.size());
     if (st == 0) {
-      add_sample(targets, all, claims.size(), ids, payload, plan[0].stride, {0}, run, backend);
+      add_sample(targets, carriers, ids.size(), payload, plan[0].stride, {0}, run, backend);
     } else {
       // The groups of this stage's sample the previous one lacked: the previous stride's phases
       // shifted by each non-zero multiple of this stride.
       const int64_t prev = plan[st - 1].stride, cur = plan[st].stride;
       std::vector<int64_t> shifts;
       for (int64_t j = 1; j < prev / cur; ++j) shifts.push_back(j * cur);
-      add_sample(targets, all, claims.size(), ids, payload, prev, shifts, run, backend);
+      add_sample(targets, carriers, ids.size(), payload, prev, shifts, run, backend);
     }
     const double D = normalizer(targets);
     ScreenStage stage;
@@ -286,7 +273,7 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
     stage.elements = run.elements;
     stage.claims = ids.size();
     stage.threshold = plan[st].threshold;
-    std::vector<std::size_t> kept;
+    std::vector<std::size_t> kept, kept_at;
     Running next;
     next.elements = run.elements;
     next.nonfinite = run.nonfinite;
@@ -303,6 +290,7 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
       v.nonfinite = run.nonfinite;
       v.tensors = run.tensors;
       if (D > 0 && v.z >= plan[st].threshold) {
+        kept_at.push_back(i);
         kept.push_back(ids[i]);
         next.num.push_back(run.num[i]);
       }
@@ -310,6 +298,11 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
     stage.passed = kept.size();
     stage.seconds = since(ts);
     how.stages.push_back(stage);
+    // The kept claims' carriers moved to the front of each set, in place: every write goes to
+    // an index no larger than its read's, and reads only increase, so none is overwritten first.
+    for (std::size_t t = 0; t < targets.size(); ++t)
+      for (std::size_t j = 0; j < kept_at.size(); ++j)
+        all[t * kept_at.size() + j] = all[t * ids.size() + kept_at[j]];
     ids = std::move(kept);
     run = std::move(next);
   }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -207,7 +208,7 @@ class CpuBackend final : public Backend {
     const auto words = static_cast<uint32_t>(2 * ((L + 63) / 64));
     std::vector<cpu::Keys8> keys8(static_cast<std::size_t>(padded / 8));
     std::vector<uint32_t> offsets(static_cast<std::size_t>(padded)), base, pay;
-    screen_key_set(carriers, padded, keys8.data(), offsets.data());
+    screen_key_set(carriers, 0, padded, keys8.data(), offsets.data());
     screen_payload(payload_bits, K, padded, words, pay, base);
 
     const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
@@ -253,8 +254,8 @@ class CpuBackend final : public Backend {
     std::vector<Piece> pieces;
     std::vector<std::size_t> first_piece(items.size() + 1, 0);
     std::vector<backend_check::ScreenRange> ranges(items.size());
-    std::vector<int64_t> set_slot(K > 0 ? carriers.size() / num_keys : 0, -1);
-    int64_t used_sets = 0, total_groups = 0;
+    std::vector<char> checked(K > 0 ? carriers.size() / num_keys : 0, 0);
+    int64_t total_groups = 0;
     uint32_t L = 1;
     bool have_l = false;
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -266,7 +267,7 @@ class CpuBackend final : public Backend {
       const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
       for (int64_t c = 0; c < chunks; ++c) pieces.push_back({i, count * c / chunks, count * (c + 1) / chunks});
       total_groups += count;
-      if (K == 0 || set_slot[items[i].carrier_set] >= 0) continue;
+      if (K == 0 || checked[items[i].carrier_set]) continue;
       // Only the sets items use are read (a caller may leave the others unset), so only they are checked.
       const std::span<const CarrierSpec> cs = backend_check::screen_set(carriers, num_keys, items[i].carrier_set);
       if (!have_l) {
@@ -277,27 +278,23 @@ class CpuBackend final : public Backend {
       for (const CarrierSpec& c : cs)
         DIDMARK_EXPECTS(c.num_bits == L, invalid_argument, "screen: carriers of ", c.num_bits, " and ", L,
                         " payload bits in one call (all keys must carry payloads of one length)");
-      set_slot[items[i].carrier_set] = used_sets++;
+      checked[items[i].carrier_set] = 1;
     }
     first_piece[items.size()] = pieces.size();
     if (pieces.empty()) return;
 
-    // Key tables: the payload once, Philox words and bit offsets once per carrier set in use.
+    // The payload words once; each task writes its tile of a set's Philox words and bit offsets
+    // into its worker's buffer when the set changes (a few microseconds against the hundreds its
+    // blocks take), so no call holds the keys of every set at once.
     const int64_t padded = screen_padded(K);
     const auto words = static_cast<uint32_t>(2 * ((L + 63) / 64));
     std::vector<uint32_t> base, pay;
     screen_payload(payload_bits, K, padded, words, pay, base);
-    std::vector<cpu::Keys8> keys8(static_cast<std::size_t>(used_sets * padded / 8));
-    std::vector<uint32_t> offsets(static_cast<std::size_t>(used_sets * padded));
-    if (K > 0) {
-      std::vector<std::size_t> slot_set(static_cast<std::size_t>(used_sets));
-      for (std::size_t s = 0; s < set_slot.size(); ++s)
-        if (set_slot[s] >= 0) slot_set[static_cast<std::size_t>(set_slot[s])] = s;
-      pool_.parallel_for(used_sets, [&](int, int64_t u) {
-        screen_key_set(backend_check::screen_set(carriers, num_keys, slot_set[static_cast<std::size_t>(u)]), padded,
-                       keys8.data() + u * padded / 8, offsets.data() + u * padded);
-      });
-    }
+    struct WorkerKeys {
+      std::vector<cpu::Keys8> keys8;
+      std::vector<uint32_t> offsets;
+    };
+    std::vector<WorkerKeys> worker_keys(static_cast<std::size_t>(pool_.size()));
 
     // Tasks: key tiles (at most kScreenKeyTile keys, so a tile's accumulators and key words stay
     // in L2; each tile quantizes the blocks again, so as few as that allows) times runs of
@@ -316,21 +313,41 @@ class CpuBackend final : public Backend {
       }
       run_start.resize(static_cast<std::size_t>(runs) + 1, pieces.size());
     }
+    // An item's first piece adds straight into its result (zeroed above): 0 + x is x, as the
+    // zeroed chunk sum screen() adds first. Later pieces get rows of their own, added in order.
     const std::size_t P = pieces.size();
-    std::unique_ptr<double[]> partial(new double[P * static_cast<std::size_t>(K)]);
+    std::vector<std::size_t> row(P, SIZE_MAX);
+    std::size_t rows = 0;
+    for (std::size_t p = 0; p < P; ++p)
+      if (p != first_piece[pieces[p].item]) row[p] = rows++;
+    std::unique_ptr<double[]> partial(new double[rows * static_cast<std::size_t>(K)]);
     std::vector<ScreenChunk> stats(P);
-    pool_.parallel_for(runs * tiles, [&](int, int64_t task) {
+    pool_.parallel_for(runs * tiles, [&](int worker, int64_t task) {
       const int64_t run = task / tiles, tile_index = task % tiles;
       const int64_t k0 = tile_index * tile, k1 = std::min(K, (tile_index + 1) * tile);
+      WorkerKeys& wk = worker_keys[static_cast<std::size_t>(worker)];
+      if (wk.offsets.size() < static_cast<std::size_t>(padded)) {
+        wk.keys8.resize(static_cast<std::size_t>(padded / 8));
+        wk.offsets.resize(static_cast<std::size_t>(padded));
+      }
+      std::size_t keys_of = SIZE_MAX;  // the set whose keys [k0, k1) the buffer holds
       for (std::size_t p = run_start[static_cast<std::size_t>(run)]; p < run_start[static_cast<std::size_t>(run + 1)];
            ++p) {
         const Piece& pc = pieces[p];
         const ScreenItem& it = items[pc.item];
-        const int64_t u = K > 0 ? set_slot[it.carrier_set] : 0;
-        const cpu::ScreenKeys keys{keys8.data() + u * padded / 8, offsets.data() + u * padded, pay.data(), base.data(),
-                                   words, L, k0, k1};
-        double* acc = partial.get() + p * static_cast<std::size_t>(K) + k0;
-        std::fill(acc, acc + (k1 > k0 ? k1 - k0 : 0), 0.0);
+        if (K > 0 && it.carrier_set != keys_of) {
+          screen_key_set(backend_check::screen_set(carriers, num_keys, it.carrier_set), k0,
+                         std::min(padded, k0 + (k1 - k0 + 31) / 32 * 32), wk.keys8.data(), wk.offsets.data());
+          keys_of = it.carrier_set;
+        }
+        const cpu::ScreenKeys keys{wk.keys8.data(), wk.offsets.data(), pay.data(), base.data(), words, L, k0, k1};
+        double* acc;
+        if (row[p] == SIZE_MAX) {
+          acc = out[pc.item].t.data() + k0;
+        } else {
+          acc = partial.get() + row[p] * static_cast<std::size_t>(K) + k0;
+          std::fill(acc, acc + (k1 > k0 ? k1 - k0 : 0), 0.0);
+        }
         const backend_check::ScreenRange& r = ranges[pc.item];
         pick_screen(it.view.dtype)(it.view.data, r.numel, r.first, it.sample.stride, pc.i0, pc.i1, keys, acc,
                                    tile_index == 0, stats[p]);
@@ -340,8 +357,10 @@ class CpuBackend final : public Backend {
     for (std::size_t i = 0; i < items.size(); ++i) {
       ScreenSums& o = out[i];
       for (std::size_t p = first_piece[i]; p < first_piece[i + 1]; ++p) {
-        const double* part = partial.get() + p * static_cast<std::size_t>(K);
-        for (int64_t k = 0; k < K; ++k) o.t[static_cast<std::size_t>(k)] += part[k];
+        if (row[p] != SIZE_MAX) {
+          const double* part = partial.get() + row[p] * static_cast<std::size_t>(K);
+          for (int64_t k = 0; k < K; ++k) o.t[static_cast<std::size_t>(k)] += part[k];
+        }
         o.sum_sq += stats[p].ssq;
         o.elements += stats[p].elements;
         o.nonfinite += stats[p].nonfinite;
@@ -406,11 +425,12 @@ class CpuBackend final : public Backend {
   // Keys padded to whole groups of 32 (the padding repeats the last key and is never read back).
   static int64_t screen_padded(int64_t K) { return std::max<int64_t>(32, (K + 31) / 32 * 32); }
 
-  /// One carrier set's Philox words (per 8 keys) and bit offsets, `padded` keys.
-  static void screen_key_set(std::span<const CarrierSpec> carriers, int64_t padded, cpu::Keys8* keys8,
+  /// Keys [ka, kb) of one carrier set as cpu::ScreenKeys reads them: Philox words per 8 keys and
+  /// bit offsets (keys past the set's end repeat its last key).
+  static void screen_key_set(std::span<const CarrierSpec> carriers, int64_t ka, int64_t kb, cpu::Keys8* keys8,
                              uint32_t* offsets) {
     const auto K = static_cast<int64_t>(carriers.size());
-    for (int64_t k = 0; k < padded && K > 0; ++k) {
+    for (int64_t k = ka; k < kb && K > 0; ++k) {
       const CarrierSpec& c = carriers[static_cast<std::size_t>(std::min(k, K - 1))];
       cpu::Keys8& k8 = keys8[k / 8];
       k8.kx[k % 8] = c.key.x;
