@@ -57,22 +57,20 @@ uint64_t fresh_seed() {
 }
 
 /// Every eligible tensor's carrier for every claim, derived once for all stages (two Philox
-/// calls each): all[t * claims + c], the carrier sets of a screen_many call. Tensors that no
-/// stage samples are skipped (their sets are never read).
+/// calls each, several tensors per pass): all[t * claims + c], the carrier sets of a
+/// screen_many call.
 std::vector<detail::CarrierSpec> derive_all(const std::vector<Target>& targets, std::span<const Claim> claims,
-                                            uint32_t L, int64_t last_stride, Backend& backend) {
+                                            uint32_t L, Backend& backend) {
   const std::size_t C = claims.size();
   std::vector<detail::CarrierSpec> all(targets.size() * C);
-  constexpr int64_t kDerivePerTask = 512;
-  const auto per_target = static_cast<int64_t>((C + kDerivePerTask - 1) / kDerivePerTask);
-  backend.host_pool().parallel_for(static_cast<int64_t>(targets.size()) * per_target, [&](int, int64_t task) {
-    const auto t = static_cast<std::size_t>(task / per_target);
-    const Target& tg = targets[t];
-    // The last stage's sample holds every earlier one.
-    if (detail::screen_group_count(tg.groups, last_stride, tg.phase % last_stride) == 0) return;
-    const auto c0 = static_cast<std::size_t>((task % per_target) * kDerivePerTask);
+  std::vector<uint64_t> hashes(targets.size());
+  for (std::size_t t = 0; t < targets.size(); ++t) hashes[t] = targets[t].name_hash;
+  constexpr int64_t kDerivePerTask = 64;
+  const auto tasks = static_cast<int64_t>((C + kDerivePerTask - 1) / kDerivePerTask);
+  backend.host_pool().parallel_for(tasks, [&](int, int64_t task) {
+    const auto c0 = static_cast<std::size_t>(task * kDerivePerTask);
     const std::size_t c1 = std::min(C, c0 + kDerivePerTask);
-    for (std::size_t c = c0; c < c1; ++c) all[t * C + c] = derive_carrier_hashed(claims[c].key, tg.name_hash, L);
+    for (std::size_t c = c0; c < c1; ++c) derive_carriers_hashed(claims[c].key, hashes, L, all.data() + c, C);
   });
   return all;
 }
@@ -236,7 +234,7 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
   for (Target& t : targets) t.phase = phase_of(seed, t.name_hash, plan.front().stride);
   const auto bits = static_cast<uint32_t>(L);
   // Carrier sets of the claims still in the screen (ids), set t at [t * ids.size(), ...).
-  std::vector<detail::CarrierSpec> all = derive_all(targets, claims, bits, plan.back().stride, backend);
+  std::vector<detail::CarrierSpec> all = derive_all(targets, claims, bits, backend);
   const std::size_t words = (L + 63) / 64;
   // Every claim's payload bits packed once (bit b at word b / 64), gathered per stage.
   std::vector<uint64_t> packed(claims.size() * words, 0);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "didmark/backend.hpp"
+#include "didmark/detail/hash.hpp"
 #include "didmark/detail/screen_math.hpp"
 #include "didmark/error.hpp"
 #include "didmark/registry_scan.hpp"
@@ -203,6 +204,29 @@ TEST(ScreenPrimitive, ManyEqualsThePerTensorCalls) {
                                            ps);
           EXPECT_EQ(many[i].t, ref.t) << where;
           EXPECT_EQ(many[i].sum_sq, ref.sum_sq) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ScreenPrimitive, CarriersDerivedManyAtATimeAreTheSame) {
+  std::vector<uint64_t> hashes;
+  for (int i = 0; i < 21; ++i) hashes.push_back(detail::fnv1a64("layers." + std::to_string(i) + ".weight"));
+  hashes.push_back(0);
+  hashes.push_back(~uint64_t{0});
+  for (const uint32_t L : {1u, 61u, 256u}) {
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      const WatermarkKey key = test::random_key(seed);
+      for (const std::size_t n : {std::size_t{1}, std::size_t{8}, std::size_t{9}, hashes.size()}) {
+        std::vector<detail::CarrierSpec> many(3 * n);
+        derive_carriers_hashed(key, std::span(hashes).first(n), L, many.data(), 3);
+        for (std::size_t i = 0; i < n; ++i) {
+          const detail::CarrierSpec one = derive_carrier_hashed(key, hashes[i], L);
+          const detail::CarrierSpec& m = many[3 * i];
+          EXPECT_TRUE(m.key.x == one.key.x && m.key.y == one.key.y && m.stream.x == one.stream.x &&
+                      m.stream.y == one.stream.y && m.bit_offset == one.bit_offset && m.num_bits == one.num_bits)
+              << "L " << L << " n " << n << " i " << i;
         }
       }
     }
