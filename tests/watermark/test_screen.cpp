@@ -198,10 +198,9 @@ TEST(ScreenPrimitive, ManyEqualsThePerTensorCalls) {
         EXPECT_EQ(many[i].elements, one.elements) << where;
         EXPECT_EQ(many[i].nonfinite, one.nonfinite) << where;
         if (K == 37) {  // and against the per-element definition
-          const ScreenSums ref = reference(items[i].view, items[i].sample,
-                                           std::vector(cs.begin() + static_cast<std::ptrdiff_t>(items[i].carrier_set * K),
-                                                       cs.begin() + static_cast<std::ptrdiff_t>((items[i].carrier_set + 1) * K)),
-                                           ps);
+          const auto set = std::span(cs).subspan(items[i].carrier_set * K, K);
+          const ScreenSums ref =
+              reference(items[i].view, items[i].sample, std::vector<detail::CarrierSpec>(set.begin(), set.end()), ps);
           EXPECT_EQ(many[i].t, ref.t) << where;
           EXPECT_EQ(many[i].sum_sq, ref.sum_sq) << where;
         }
@@ -433,6 +432,36 @@ constexpr std::size_t kNullOwners = 10'000;
 // thresholds, and the z-scores under the Hoeffding bound P(z >= t) <= exp(-t^2/2) at every t.
 // Checkpoints of 32K elements are screened whole, so every owner's z is the screen's; the
 // weights are Gaussian, Laplace (heavy tails) and bf16, and one in ten has an outlier column.
+// A registry too large for one batch of carriers (2^22 claim-tensor pairs) is screened in
+// batches of claims; a claim's screen depends on its key alone, so its z is the one it gets
+// among any other claims.
+TEST(VerifyScreened, BatchesOfClaimsChangeNoResult) {
+  std::vector<Buffer> m;
+  for (int t = 0; t < 1100; ++t)
+    m.push_back(test::gaussian("t" + std::to_string(t) + ".weight", DType::bf16, {64, 64}, static_cast<uint64_t>(t)));
+  const auto claims = registry(4000, 77);  // 4000 x 1100 pairs: a batch of 3813 claims, then one of 187
+  WatermarkOptions o;
+  ScreenOptions so;
+  so.mode = ScreenMode::on;
+  so.seed = 5;
+  so.candidate_z = 4.0;  // not from the claim count, so that a subset meets the same thresholds
+  const auto be = make_cpu_backend(2);
+  ScreenSummary all_summary;
+  const auto all = verify_screened(test::named(m), claims, o, so, *be, &all_summary);
+  ASSERT_TRUE(all_summary.screened);
+  EXPECT_EQ(all_summary.stages.front().claims, claims.size());
+  for (const std::size_t from : {std::size_t{0}, std::size_t{3790}}) {  // across the batch boundary
+    const std::vector<Claim> part(claims.begin() + static_cast<std::ptrdiff_t>(from),
+                                  claims.begin() + static_cast<std::ptrdiff_t>(from + 60));
+    const auto some = verify_screened(test::named(m), part, o, so, *be);
+    for (std::size_t k = 0; k < part.size(); ++k) {
+      EXPECT_EQ(some[k].screened, all[from + k].screened) << from + k;
+      EXPECT_EQ(some[k].z, all[from + k].z) << from + k;
+      EXPECT_EQ(some[k].elements, all[from + k].elements) << from + k;
+    }
+  }
+}
+
 TEST(ScreenNull, TenMillionTestsStayUnderTheBound) {
   const auto claims = registry(kNullOwners, 77);
   std::vector<double> thresholds{1, 2, 3, 4, 4.5, 5, 5.5};
