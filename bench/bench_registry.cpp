@@ -7,7 +7,8 @@
 // read from the page cache (a first untimed pass brings it in). Owners are random keys; owner 0
 // is the one whose mark is in the file. Counters:
 //   ratio      time / time of 1 owner on the same file (BM_Registry/1 runs first)
-//   screen_s   the screen's stages; confirm_s the full pass for the candidates
+//   screen_s   the screen's stages (stage1_s .. stage3_s each, carriers derived before stage 1);
+//              confirm_s the full pass for the candidates
 //   candidates owners confirmed
 // BM_RegistryUnmarked is the same against the unmarked original (nobody to confirm), and
 // BM_ScreenKernel the Backend::screen primitive alone (ns per key and carrier block).
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "didmark/checkpoint.hpp"
@@ -92,6 +94,7 @@ void run_registry(benchmark::State& state, bool marked) {
   didmark::InputOptions o;
   o.watermark.scheme = didmark::Scheme::spread_spectrum;
   std::vector<double> secs, screen, confirm;
+  std::vector<std::vector<double>> stage(3);  // seconds of each screen stage
   std::size_t candidates = 0, detected = 0;
   for (auto _ : state) {
     const auto t0 = Clock::now();
@@ -101,6 +104,8 @@ void run_registry(benchmark::State& state, bool marked) {
     secs.push_back(s);
     screen.push_back(fv.screen ? fv.screen->screen_seconds : 0);
     confirm.push_back(fv.screen ? fv.screen->confirm_seconds : 0);
+    for (std::size_t i = 0; i < stage.size(); ++i)
+      stage[i].push_back(fv.screen && i < fv.screen->stages.size() ? fv.screen->stages[i].seconds : 0);
     candidates = fv.screen ? fv.screen->candidates : n;
     detected = 0;
     for (const auto& v : fv.verdicts) detected += v.detected ? 1 : 0;
@@ -117,6 +122,7 @@ void run_registry(benchmark::State& state, bool marked) {
   state.counters["ratio"] = base.count(key) ? t / base[key] : 0.0;
   state.counters["screen_s"] = median(screen);
   state.counters["confirm_s"] = median(confirm);
+  for (std::size_t i = 0; i < stage.size(); ++i) state.counters["stage" + std::to_string(i + 1) + "_s"] = median(stage[i]);
   state.counters["candidates"] = static_cast<double>(candidates);
   state.counters["detected"] = static_cast<double>(detected);
   state.SetLabel(std::to_string(n) + " owners, " + didmark::default_backend().description());

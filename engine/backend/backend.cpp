@@ -4,6 +4,7 @@
 #include <mutex>
 #include <string>
 
+#include "backend/check.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark {
@@ -60,6 +61,15 @@ std::shared_ptr<Backend> make_backend(std::string_view device, std::string_view 
 bool cuda_required() noexcept {
   const char* env = std::getenv("DIDMARK_REQUIRE_CUDA");
   return env && std::string(env) == "1";
+}
+
+void Backend::screen_many(std::span<const ScreenItem> items, std::size_t num_keys,
+                          std::span<const detail::CarrierSpec> carriers, std::span<const uint64_t> payload_bits,
+                          std::span<ScreenSums> out) {
+  backend_check::screen_many_args(items, num_keys, carriers, out);
+  for (std::size_t i = 0; i < items.size(); ++i)
+    screen(items[i].view, items[i].sample, backend_check::screen_set(carriers, num_keys, items[i].carrier_set),
+           payload_bits, out[i]);
 }
 
 Backend& default_backend() {

@@ -50,11 +50,12 @@ inline void screen_args(const ScreenSample& sample, std::span<const detail::Carr
 struct ScreenRange {
   int64_t numel = 0, count = 0, first = 0;
 };
-inline ScreenRange begin_screen(const TensorView& w, const ScreenSample& sample,
-                                std::span<const detail::CarrierSpec> cs, std::span<const uint64_t> payload_bits,
-                                ScreenSums& out) {
-  screen_args(sample, cs, payload_bits);
-  out.t.assign(cs.size(), 0.0);
+/// The sample part of begin_screen, for a call whose carriers and payload were checked already.
+inline ScreenRange begin_screen_sample(const TensorView& w, const ScreenSample& sample, std::size_t num_keys,
+                                       ScreenSums& out) {
+  DIDMARK_EXPECTS(sample.stride >= 1 && sample.phase >= 0, invalid_argument, "screen: sample stride ", sample.stride,
+                  " and phase ", sample.phase, " (stride must be >= 1, phase >= 0)");
+  out.t.assign(num_keys, 0.0);
   out.sum_sq = 0;
   out.elements = 0;
   out.nonfinite = 0;
@@ -64,6 +65,31 @@ inline ScreenRange begin_screen(const TensorView& w, const ScreenSample& sample,
   r.count = detail::screen_group_count(groups, sample.stride, sample.phase);
   if (r.count > 0) r.first = detail::screen_first_group(sample.stride, sample.phase);
   return r;
+}
+inline ScreenRange begin_screen(const TensorView& w, const ScreenSample& sample,
+                                std::span<const detail::CarrierSpec> cs, std::span<const uint64_t> payload_bits,
+                                ScreenSums& out) {
+  screen_args(sample, cs, payload_bits);
+  return begin_screen_sample(w, sample, cs.size(), out);
+}
+
+/// Arguments of Backend::screen_many (the per-item screen checks come from begin_screen).
+inline void screen_many_args(std::span<const ScreenItem> items, std::size_t num_keys,
+                             std::span<const detail::CarrierSpec> cs, std::span<const ScreenSums> out) {
+  DIDMARK_EXPECTS(out.size() == items.size(), invalid_argument, "screen_many: ", items.size(), " items but ",
+                  out.size(), " result slots");
+  const std::size_t sets = num_keys > 0 ? cs.size() / num_keys : 0;
+  DIDMARK_EXPECTS(num_keys > 0 ? cs.size() == sets * num_keys : cs.empty(), invalid_argument, "screen_many: ",
+                  cs.size(), " carriers are not whole sets of ", num_keys, " keys");
+  for (const ScreenItem& it : items)
+    DIDMARK_EXPECTS(num_keys == 0 || it.carrier_set < sets, invalid_argument, "screen_many: carrier set ",
+                    it.carrier_set, " of ", sets);
+}
+
+/// Keys of carrier set `set` in a screen_many call.
+inline std::span<const detail::CarrierSpec> screen_set(std::span<const detail::CarrierSpec> cs, std::size_t num_keys,
+                                                       std::size_t set) {
+  return num_keys > 0 ? cs.subspan(set * num_keys, num_keys) : cs.first(0);
 }
 
 inline void same_layout(const TensorView& a, const TensorView& b, const char* what) {

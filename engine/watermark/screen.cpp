@@ -1,5 +1,5 @@
-// verify_screened: every claim scored on a key-independent sample in one pass per tensor
-// (Backend::screen), the candidates confirmed by the ordinary full pass.
+// verify_screened: every claim scored on a key-independent sample in one pass per stage
+// (Backend::screen_many), the candidates confirmed by the ordinary full pass.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -56,44 +56,62 @@ uint64_t fresh_seed() {
   return s != 0 ? s : 1;
 }
 
+/// Every eligible tensor's carrier for every claim, derived once for all stages (two Philox
+/// calls each, several tensors per pass): all[t * claims + c], the carrier sets of a
+/// screen_many call.
+std::vector<detail::CarrierSpec> derive_all(const std::vector<Target>& targets, std::span<const Claim> claims,
+                                            uint32_t L, Backend& backend) {
+  const std::size_t C = claims.size();
+  std::vector<detail::CarrierSpec> all(targets.size() * C);
+  std::vector<uint64_t> hashes(targets.size());
+  for (std::size_t t = 0; t < targets.size(); ++t) hashes[t] = targets[t].name_hash;
+  constexpr int64_t kDerivePerTask = 64;
+  const auto tasks = static_cast<int64_t>((C + kDerivePerTask - 1) / kDerivePerTask);
+  backend.host_pool().parallel_for(tasks, [&](int, int64_t task) {
+    const auto c0 = static_cast<std::size_t>(task * kDerivePerTask);
+    const std::size_t c1 = std::min(C, c0 + kDerivePerTask);
+    for (std::size_t c = c0; c < c1; ++c) derive_carriers_hashed(claims[c].key, hashes, L, all.data() + c, C);
+  });
+  return all;
+}
+
 /// Add the groups (i + phase) % stride == 0 of every tensor, with `phase` = the tensor's phase
-/// plus each of `shifts`, to the running sums of claims `ids` (a stage's sample, or the part of
-/// it the previous stage did not have). Carriers are derived once per tensor for all shifts.
-void add_sample(std::vector<Target>& targets, std::span<const Claim> claims, const std::vector<std::size_t>& ids,
-                const std::vector<uint64_t>& payload, uint32_t L, int64_t stride, const std::vector<int64_t>& shifts,
-                Running& run, Backend& backend) {
-  const std::size_t K = ids.size();
-  std::vector<detail::CarrierSpec> carriers(K);
-  ScreenSums sums;
-  constexpr int64_t kDerivePerTask = 512;
-  const auto derive_tasks = static_cast<int64_t>((K + kDerivePerTask - 1) / kDerivePerTask);
-  for (Target& tg : targets) {
-    bool derived = false;
+/// plus each of `shifts`, to the running sums of the K claims still in (a stage's sample, or the
+/// part of it the previous stage did not have), whose carriers for tensor t are carrier set t:
+/// one Backend::screen_many call for the whole stage, its results added in the order of tensors
+/// and then shifts, as one screen() call per tensor and shift used to add them.
+void add_sample(std::vector<Target>& targets, std::span<const detail::CarrierSpec> carriers, std::size_t K,
+                const std::vector<uint64_t>& payload, int64_t stride, const std::vector<int64_t>& shifts, Running& run,
+                Backend& backend) {
+  std::vector<ScreenItem> items;
+  std::vector<std::size_t> item_target;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    const Target& tg = targets[t];
     for (const int64_t shift : shifts) {
       const ScreenSample sample{stride, (tg.phase + shift) % stride};
       if (detail::screen_group_count(tg.groups, sample.stride, sample.phase) == 0) continue;
-      if (!derived) {
-        backend.host_pool().parallel_for(derive_tasks, [&](int, int64_t t) {
-          const auto k1 = std::min<std::size_t>(K, static_cast<std::size_t>((t + 1) * kDerivePerTask));
-          for (auto k = static_cast<std::size_t>(t * kDerivePerTask); k < k1; ++k)
-            carriers[k] = derive_carrier_hashed(claims[ids[k]].key, tg.name_hash, L);
-        });
-        derived = true;
-      }
-      backend.screen(tg.tensor->view, sample, carriers, payload, sums);
-      run.nonfinite += sums.nonfinite;
-      if (sums.elements <= 0 || !(sums.sum_sq > 0)) continue;
-      // Each tensor weighted by 1 / rms of its first sample, as verify() weighs whole tensors; a
-      // weight fixed by the weights alone keeps the bound valid as the sample grows.
-      if (tg.weight == 0) {
-        tg.weight = std::sqrt(static_cast<double>(sums.elements) / sums.sum_sq);
-        run.tensors += 1;
-      }
-      tg.sum_sq += sums.sum_sq;
-      tg.elements += sums.elements;
-      run.elements += sums.elements;
-      for (std::size_t k = 0; k < K; ++k) run.num[k] += sums.t[k] * tg.weight;
+      items.push_back({tg.tensor->view, sample, t});
+      item_target.push_back(t);
     }
+  }
+  if (items.empty()) return;
+  std::vector<ScreenSums> sums(items.size());
+  backend.screen_many(items, K, carriers, payload, sums);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Target& tg = targets[item_target[i]];
+    const ScreenSums& s = sums[i];
+    run.nonfinite += s.nonfinite;
+    if (s.elements <= 0 || !(s.sum_sq > 0)) continue;
+    // Each tensor weighted by 1 / rms of its first sample, as verify() weighs whole tensors; a
+    // weight fixed by the weights alone keeps the bound valid as the sample grows.
+    if (tg.weight == 0) {
+      tg.weight = std::sqrt(static_cast<double>(s.elements) / s.sum_sq);
+      run.tensors += 1;
+    }
+    tg.sum_sq += s.sum_sq;
+    tg.elements += s.elements;
+    run.elements += s.elements;
+    for (std::size_t k = 0; k < K; ++k) run.num[k] += s.t[k] * tg.weight;
   }
 }
 
@@ -217,66 +235,100 @@ std::vector<VerifyReport> verify_screened(std::span<const NamedTensor> tensors, 
   for (Target& t : targets) t.phase = phase_of(seed, t.name_hash, plan.front().stride);
   const auto bits = static_cast<uint32_t>(L);
   const std::size_t words = (L + 63) / 64;
-  std::vector<std::size_t> ids(claims.size());
-  for (std::size_t k = 0; k < ids.size(); ++k) ids[k] = k;
-  Running run;
-  run.num.assign(claims.size(), 0.0);
+  // Every claim's payload bits packed once (bit b at word b / 64), gathered per stage.
+  std::vector<uint64_t> packed(claims.size() * words, 0);
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    const auto& pb = claims[i].payload.bits;
+    for (std::size_t b = 0; b < pb.size(); ++b)
+      packed[i * words + b / 64] |= static_cast<uint64_t>(pb[b] != 0) << (b % 64);
+  }
+  // Claims in batches, so that what is held at once (a carrier per claim and tensor, 24 bytes,
+  // and a sum per claim and sampled tensor) stays bounded for very large registries: a claim's
+  // screen depends on its own key and the key-independent sample only, so batches change no
+  // result. 2^22 pairs (100 MB of carriers) hold 10^4 owners of a 400-tensor model in one.
+  constexpr std::size_t kBatchPairs = std::size_t{1} << 22;
+  const std::size_t batch = std::max<std::size_t>(1, kBatchPairs / targets.size());
+  const std::vector<Target> fresh = targets;  // a batch starts from no sample
   std::vector<VerifyReport> out(claims.size());
-  for (std::size_t st = 0; st < plan.size(); ++st) {
-    const auto ts = Clock::now();
-    std::vector<uint64_t> payload(ids.size() * words, 0);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto& pb = claims[ids[i]].payload.bits;
-      for (std::size_t b = 0; b < pb.size(); ++b)
-        if (pb[b]) payload[i * words + b / 64] |= uint64_t{1} << (b % 64);
-    }
-    if (st == 0) {
-      add_sample(targets, claims, ids, payload, bits, plan[0].stride, {0}, run, backend);
-    } else {
-      // The groups of this stage's sample the previous one lacked: the previous stride's phases
-      // shifted by each non-zero multiple of this stride.
-      const int64_t prev = plan[st - 1].stride, cur = plan[st].stride;
-      std::vector<int64_t> shifts;
-      for (int64_t j = 1; j < prev / cur; ++j) shifts.push_back(j * cur);
-      add_sample(targets, claims, ids, payload, bits, prev, shifts, run, backend);
-    }
-    const double D = normalizer(targets);
-    ScreenStage stage;
-    stage.stride = plan[st].stride;
-    stage.elements = run.elements;
-    stage.claims = ids.size();
-    stage.threshold = plan[st].threshold;
-    std::vector<std::size_t> kept;
-    Running next;
-    next.elements = run.elements;
-    next.nonfinite = run.nonfinite;
-    next.tensors = run.tensors;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      VerifyReport& v = out[ids[i]];
-      v.screened = true;
-      v.scheme = Scheme::spread_spectrum;
-      v.bits = static_cast<int>(L);
-      v.z = D > 0 ? run.num[i] / D : 0.0;
-      v.log10_p = hoeffding_log10_p(v.z);
-      v.p_value = std::pow(10.0, v.log10_p);
-      v.elements = run.elements;
-      v.nonfinite = run.nonfinite;
-      v.tensors = run.tensors;
-      if (D > 0 && v.z >= plan[st].threshold) {
-        kept.push_back(ids[i]);
-        next.num.push_back(run.num[i]);
+  std::vector<std::size_t> candidates;
+  for (std::size_t b0 = 0; b0 < claims.size(); b0 += batch) {
+    const std::size_t b1 = std::min(claims.size(), b0 + batch);
+    if (b0 > 0) targets = fresh;
+    // Carrier sets of the claims still in the screen (ids), set t at [t * ids.size(), ...).
+    std::vector<detail::CarrierSpec> all = derive_all(targets, claims.subspan(b0, b1 - b0), bits, backend);
+    std::vector<std::size_t> ids(b1 - b0);
+    for (std::size_t k = 0; k < ids.size(); ++k) ids[k] = b0 + k;
+    Running run;
+    run.num.assign(ids.size(), 0.0);
+    for (std::size_t st = 0; st < plan.size(); ++st) {
+      const auto ts = Clock::now();
+      std::vector<uint64_t> payload(ids.size() * words);
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(ids[i] * words), words,
+                    payload.begin() + static_cast<std::ptrdiff_t>(i * words));
+      const std::span<const detail::CarrierSpec> carriers(all.data(), targets.size() * ids.size());
+      if (st == 0) {
+        add_sample(targets, carriers, ids.size(), payload, plan[0].stride, {0}, run, backend);
+      } else {
+        // The groups of this stage's sample the previous one lacked: the previous stride's phases
+        // shifted by each non-zero multiple of this stride.
+        const int64_t prev = plan[st - 1].stride, cur = plan[st].stride;
+        std::vector<int64_t> shifts;
+        for (int64_t j = 1; j < prev / cur; ++j) shifts.push_back(j * cur);
+        add_sample(targets, carriers, ids.size(), payload, prev, shifts, run, backend);
       }
+      const double D = normalizer(targets);
+      ScreenStage stage;
+      stage.stride = plan[st].stride;
+      stage.elements = run.elements;
+      stage.claims = ids.size();
+      stage.threshold = plan[st].threshold;
+      std::vector<std::size_t> kept, kept_at;
+      Running next;
+      next.elements = run.elements;
+      next.nonfinite = run.nonfinite;
+      next.tensors = run.tensors;
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        VerifyReport& v = out[ids[i]];
+        v.screened = true;
+        v.scheme = Scheme::spread_spectrum;
+        v.bits = static_cast<int>(L);
+        v.z = D > 0 ? run.num[i] / D : 0.0;
+        v.log10_p = hoeffding_log10_p(v.z);
+        v.p_value = std::pow(10.0, v.log10_p);
+        v.elements = run.elements;
+        v.nonfinite = run.nonfinite;
+        v.tensors = run.tensors;
+        if (D > 0 && v.z >= plan[st].threshold) {
+          kept_at.push_back(i);
+          kept.push_back(ids[i]);
+          next.num.push_back(run.num[i]);
+        }
+      }
+      stage.passed = kept.size();
+      stage.seconds = since(ts);
+      if (b0 == 0) {
+        how.stages.push_back(stage);
+      } else {
+        how.stages[st].claims += stage.claims;
+        how.stages[st].passed += stage.passed;
+        how.stages[st].seconds += stage.seconds;
+      }
+      // The kept claims' carriers moved to the front of each set, in place: every write goes to
+      // an index no larger than its read's, and reads only increase, so none is overwritten first.
+      for (std::size_t t = 0; t < targets.size(); ++t)
+        for (std::size_t j = 0; j < kept_at.size(); ++j)
+          all[t * kept_at.size() + j] = all[t * ids.size() + kept_at[j]];
+      ids = std::move(kept);
+      run = std::move(next);
     }
-    stage.passed = kept.size();
-    stage.seconds = since(ts);
-    how.stages.push_back(stage);
-    ids = std::move(kept);
-    run = std::move(next);
+    candidates.insert(candidates.end(), ids.begin(), ids.end());
   }
   how.screened = true;
   how.screen_seconds = since(t0);
 
   const auto tc = Clock::now();
+  const std::vector<std::size_t>& ids = candidates;
   if (!ids.empty()) {
     std::vector<Claim> confirm;
     confirm.reserve(ids.size());

@@ -66,6 +66,14 @@ struct ScreenSums {
   int64_t nonfinite = 0;  ///< sampled NaN / Inf elements (left out)
 };
 
+/// One tensor's part of a Backend::screen_many call: a view, its sample, and which of the
+/// call's carrier sets its keys use (carriers are per tensor: the key is derived from its name).
+struct ScreenItem {
+  TensorView view;
+  ScreenSample sample;
+  std::size_t carrier_set = 0;  ///< keys' carriers at carriers[carrier_set * K, (carrier_set + 1) * K)
+};
+
 /// Result of Backend::carrier_add.
 struct AddStats {
   double sum_sq_src = 0.0;   ///< sum of src_j^2 (finite elements)
@@ -133,6 +141,18 @@ class Backend {
   /// 16 lookups, so thousands of keys cost about what a few do on the ordinary correlate.
   virtual void screen(const TensorView& w, const ScreenSample& sample, std::span<const detail::CarrierSpec> carriers,
                       std::span<const uint64_t> payload_bits, ScreenSums& out) = 0;
+
+  /// Backend::screen for many tensors in one call: out[i] is exactly what
+  /// screen(items[i].view, items[i].sample, carriers of set items[i].carrier_set, payload_bits,
+  /// out[i]) gives, bit for bit. `carriers` holds sets of `num_keys` carriers, set s at
+  /// [s * num_keys, (s + 1) * num_keys); all share `payload_bits` (num_keys keys, as for screen)
+  /// and one num_bits; sets no item uses are not read. A registry screen samples a few blocks of each of a checkpoint's
+  /// tensors, so what a call costs besides its blocks (key setup, dispatch to the pool, load
+  /// balance) is paid once for all of them rather than per tensor. The default loops over
+  /// screen; the CPU backend overrides it.
+  virtual void screen_many(std::span<const ScreenItem> items, std::size_t num_keys,
+                           std::span<const detail::CarrierSpec> carriers, std::span<const uint64_t> payload_bits,
+                           std::span<ScreenSums> out);
 
   /// A deterministic sample of `count` elements as f64, element floor(i * numel / count)
   /// for i < count (all elements when count >= numel). Same values on every backend.

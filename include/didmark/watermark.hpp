@@ -210,6 +210,10 @@ detail::CarrierSpec derive_carrier(const WatermarkKey& key, std::string_view nam
 /// derive_carrier(key, name, num_bits) from the name's FNV-1a 64 hash (detail::fnv1a64), for
 /// callers that derive one tensor's carrier for many keys.
 detail::CarrierSpec derive_carrier_hashed(const WatermarkKey& key, uint64_t name_hash, uint32_t num_bits);
+/// derive_carrier_hashed(key, name_hashes[i], num_bits) into out[i * stride] for every i, several
+/// names per pass (for callers that derive many tensors' carriers for many keys).
+void derive_carriers_hashed(const WatermarkKey& key, std::span<const uint64_t> name_hashes, uint32_t num_bits,
+                            detail::CarrierSpec* out, std::size_t stride = 1);
 /// The carrier of a numbered stream (e.g. a dataset row id) under `key`, in a domain
 /// separate from tensor names.
 detail::CarrierSpec derive_carrier(const WatermarkKey& key, uint64_t stream_id, uint32_t num_bits);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "didmark/backend.hpp"
+#include "didmark/detail/hash.hpp"
 #include "didmark/detail/screen_math.hpp"
 #include "didmark/error.hpp"
 #include "didmark/registry_scan.hpp"
@@ -145,6 +146,112 @@ TEST(ScreenPrimitive, RefusesInconsistentArguments) {
             std::string::npos);
   const Buffer ints("i", DType::i32, {4096});
   EXPECT_THROW(be->screen(ints.view, {1, 0}, one, std::vector<uint64_t>(1), out), Error);
+}
+
+// screen_many must be screen() per item, bit for bit: mixed dtypes, sizes that end in a partial
+// group and block, a tensor sampled at two phases, items of no group, carrier sets used twice or
+// not at all, key counts across the tile boundary, and any thread count.
+TEST(ScreenPrimitive, ManyEqualsThePerTensorCalls) {
+  const std::vector<Buffer> ws = [] {
+    std::vector<Buffer> v;
+    v.push_back(awkward(DType::f32, 40'000 + 77, 1));
+    v.push_back(awkward(DType::f16, 30'001, 2));
+    v.push_back(awkward(DType::bf16, 25'000 + 3, 3));
+    v.push_back(test::gaussian("small", DType::bf16, {999}, 4));   // less than a group
+    v.push_back(test::gaussian("odd", DType::f16, {7, 1531}, 5));  // 10,717 elements
+    v.push_back(test::gaussian("wide", DType::f32, {3, 5, 4099}, 6, 3.0));
+    v.push_back(awkward(DType::f64, 20'000 + 1, 7));
+    return v;
+  }();
+  for (const std::size_t K : {std::size_t{0}, std::size_t{1}, std::size_t{37}, std::size_t{2100}}) {
+    const std::size_t sets = ws.size() + 1;  // the last set is used by no item and left unset
+    std::vector<detail::CarrierSpec> cs(sets * K);
+    std::vector<Payload> ps;
+    for (std::size_t k = 0; k < K; ++k) ps.push_back(test::random_payload(300 + k, 61));
+    for (std::size_t t = 0; t + 1 < sets; ++t)
+      for (std::size_t k = 0; k < K; ++k)
+        cs[t * K + k] = derive_carrier(test::random_key(1000 + k), "tensor" + std::to_string(t), 61);
+    const std::vector<uint64_t> bits = K > 0 ? pack(ps) : std::vector<uint64_t>{};
+    std::vector<ScreenItem> items;
+    for (std::size_t t = 0; t < ws.size(); ++t) {
+      items.push_back({ws[t].view, {3, static_cast<int64_t>(t)}, t});
+      items.push_back({ws[t].view, {3, static_cast<int64_t>(t) + 1}, t});  // the same tensor, another phase
+    }
+    items.push_back({ws[0].view, {1, 0}, 2});       // the whole tensor, another tensor's carriers
+    items.push_back({ws[3].view, {5, 4}, 3});       // no sampled group (1 group, phase 4 of 5)
+    items.push_back({ws[5].view, {2, 1}, 5});
+    items.push_back({ws[1].view, {40, 39}, 1});     // one group
+    for (const int threads : {1, 2, 3}) {
+      const auto be = make_cpu_backend(threads);
+      std::vector<ScreenSums> many(items.size()), loop(items.size());
+      be->screen_many(items, K, cs, bits, many);
+      be->Backend::screen_many(items, K, cs, bits, loop);  // the default: screen() per item
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        ScreenSums one;
+        be->screen(items[i].view, items[i].sample, std::span(cs).subspan(items[i].carrier_set * K, K), bits, one);
+        const std::string where = "K " + std::to_string(K) + " threads " + std::to_string(threads) + " item " +
+                                  std::to_string(i) + " " + std::string(dtype_name(items[i].view.dtype));
+        ASSERT_EQ(many[i].t.size(), K) << where;
+        EXPECT_EQ(many[i].t, one.t) << where;
+        EXPECT_EQ(loop[i].t, one.t) << where;
+        EXPECT_EQ(many[i].sum_sq, one.sum_sq) << where;
+        EXPECT_EQ(many[i].elements, one.elements) << where;
+        EXPECT_EQ(many[i].nonfinite, one.nonfinite) << where;
+        if (K == 37) {  // and against the per-element definition
+          const auto set = std::span(cs).subspan(items[i].carrier_set * K, K);
+          const ScreenSums ref =
+              reference(items[i].view, items[i].sample, std::vector<detail::CarrierSpec>(set.begin(), set.end()), ps);
+          EXPECT_EQ(many[i].t, ref.t) << where;
+          EXPECT_EQ(many[i].sum_sq, ref.sum_sq) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ScreenPrimitive, CarriersDerivedManyAtATimeAreTheSame) {
+  std::vector<uint64_t> hashes;
+  for (int i = 0; i < 21; ++i) hashes.push_back(detail::fnv1a64("layers." + std::to_string(i) + ".weight"));
+  hashes.push_back(0);
+  hashes.push_back(~uint64_t{0});
+  for (const uint32_t L : {1u, 61u, 256u}) {
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      const WatermarkKey key = test::random_key(seed);
+      for (const std::size_t n : {std::size_t{1}, std::size_t{8}, std::size_t{9}, hashes.size()}) {
+        std::vector<detail::CarrierSpec> many(3 * n);
+        derive_carriers_hashed(key, std::span(hashes).first(n), L, many.data(), 3);
+        for (std::size_t i = 0; i < n; ++i) {
+          const detail::CarrierSpec one = derive_carrier_hashed(key, hashes[i], L);
+          const detail::CarrierSpec& m = many[3 * i];
+          EXPECT_TRUE(m.key.x == one.key.x && m.key.y == one.key.y && m.stream.x == one.stream.x &&
+                      m.stream.y == one.stream.y && m.bit_offset == one.bit_offset && m.num_bits == one.num_bits)
+              << "L " << L << " n " << n << " i " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(ScreenPrimitive, ManyRefusesInconsistentArguments) {
+  const auto be = make_cpu_backend(1);
+  const Buffer w = test::gaussian("w", DType::f32, {4096}, 1);
+  const std::vector<detail::CarrierSpec> cs{derive_carrier(test::random_key(1), "w", 64),
+                                            derive_carrier(test::random_key(2), "w", 64),
+                                            derive_carrier(test::random_key(3), "w", 64)};
+  const std::vector<uint64_t> bits(2);
+  std::vector<ScreenSums> out(1);
+  const std::vector<ScreenItem> items{{w.view, {1, 0}, 1}};
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 2, cs, bits, out); }).find("whole sets"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 2, std::span(cs).first(2), bits, out); }).find("carrier set"),
+            std::string::npos);
+  std::vector<ScreenSums> two(2);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 1, cs, std::vector<uint64_t>(1), two); }).find("result slots"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { be->screen_many(items, 1, cs, std::vector<uint64_t>(3), out); }).find("payload words"),
+            std::string::npos);
+  const std::vector<ScreenItem> bad{{w.view, {0, 0}, 0}};
+  EXPECT_NE(test::error_of([&] { be->screen_many(bad, 1, cs, std::vector<uint64_t>(1), out); }).find("stride"),
+            std::string::npos);
 }
 
 // ---- screen, then confirm --------------------------------------------------------------------
@@ -325,6 +432,36 @@ constexpr std::size_t kNullOwners = 10'000;
 // thresholds, and the z-scores under the Hoeffding bound P(z >= t) <= exp(-t^2/2) at every t.
 // Checkpoints of 32K elements are screened whole, so every owner's z is the screen's; the
 // weights are Gaussian, Laplace (heavy tails) and bf16, and one in ten has an outlier column.
+// A registry too large for one batch of carriers (2^22 claim-tensor pairs) is screened in
+// batches of claims; a claim's screen depends on its key alone, so its z is the one it gets
+// among any other claims.
+TEST(VerifyScreened, BatchesOfClaimsChangeNoResult) {
+  std::vector<Buffer> m;
+  for (int t = 0; t < 1100; ++t)
+    m.push_back(test::gaussian("t" + std::to_string(t) + ".weight", DType::bf16, {64, 64}, static_cast<uint64_t>(t)));
+  const auto claims = registry(4000, 77);  // 4000 x 1100 pairs: a batch of 3813 claims, then one of 187
+  WatermarkOptions o;
+  ScreenOptions so;
+  so.mode = ScreenMode::on;
+  so.seed = 5;
+  so.candidate_z = 4.0;  // not from the claim count, so that a subset meets the same thresholds
+  const auto be = make_cpu_backend(2);
+  ScreenSummary all_summary;
+  const auto all = verify_screened(test::named(m), claims, o, so, *be, &all_summary);
+  ASSERT_TRUE(all_summary.screened);
+  EXPECT_EQ(all_summary.stages.front().claims, claims.size());
+  for (const std::size_t from : {std::size_t{0}, std::size_t{3790}}) {  // across the batch boundary
+    const std::vector<Claim> part(claims.begin() + static_cast<std::ptrdiff_t>(from),
+                                  claims.begin() + static_cast<std::ptrdiff_t>(from + 60));
+    const auto some = verify_screened(test::named(m), part, o, so, *be);
+    for (std::size_t k = 0; k < part.size(); ++k) {
+      EXPECT_EQ(some[k].screened, all[from + k].screened) << from + k;
+      EXPECT_EQ(some[k].z, all[from + k].z) << from + k;
+      EXPECT_EQ(some[k].elements, all[from + k].elements) << from + k;
+    }
+  }
+}
+
 TEST(ScreenNull, TenMillionTestsStayUnderTheBound) {
   const auto claims = registry(kNullOwners, 77);
   std::vector<double> thresholds{1, 2, 3, 4, 4.5, 5, 5.5};

@@ -72,6 +72,36 @@ TEST(ScreenCuda, HostAndDeviceViewsMatchTheCpu) {
 #endif
 }
 
+// Backend::screen_many on the GPU (screen() per item) against the CPU's one-dispatch version.
+TEST(ScreenCuda, ManyMatchesTheCpu) {
+  DIDMARK_SKIP_WITHOUT_GPU();
+#if DIDMARK_HAVE_CUDA
+  const auto gpu = make_cuda_backend(0);
+  const auto cpu = make_cpu_backend(2);
+  std::vector<test::Buffer> ws;
+  ws.push_back(test::gaussian("a", DType::f32, {300'077}, 1));
+  ws.push_back(test::gaussian("b", DType::f16, {7, 1531}, 2));
+  ws.push_back(test::gaussian("c", DType::bf16, {100'003}, 3));
+  const std::size_t K = 100;
+  std::vector<detail::CarrierSpec> cs;
+  std::vector<Payload> ps;
+  for (std::size_t k = 0; k < K; ++k) ps.push_back(test::random_payload(50 + k, 61));
+  for (std::size_t t = 0; t < ws.size(); ++t)
+    for (std::size_t k = 0; k < K; ++k) cs.push_back(derive_carrier(test::random_key(k), ws[t].name, 61));
+  const auto bits = packed(ps);
+  std::vector<ScreenItem> items;
+  for (std::size_t t = 0; t < ws.size(); ++t) {
+    items.push_back({ws[t].view, {3, 1}, t});
+    items.push_back({ws[t].view, {3, 2}, t});
+  }
+  items.push_back({ws[2].view, {1, 0}, 0});
+  std::vector<ScreenSums> want(items.size()), got(items.size());
+  cpu->screen_many(items, K, cs, bits, want);
+  gpu->screen_many(items, K, cs, bits, got);
+  for (std::size_t i = 0; i < items.size(); ++i) expect_same(got[i], want[i], "item " + std::to_string(i));
+#endif
+}
+
 TEST(ScreenCuda, ScreenThenConfirmMatchesTheCpu) {
   DIDMARK_SKIP_WITHOUT_GPU();
   std::vector<test::Buffer> m;

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -202,28 +203,13 @@ class CpuBackend final : public Backend {
     const int64_t numel = range.numel, count = range.count, first = range.first;
     const auto K = static_cast<int64_t>(carriers.size());
 
-    // Keys padded to whole groups of 32 (the padding repeats the last key and is never read back).
-    const int64_t padded = std::max<int64_t>(32, (K + 31) / 32 * 32);
+    const int64_t padded = screen_padded(K);
     const uint32_t L = K > 0 ? carriers[0].num_bits : 1;
     const auto words = static_cast<uint32_t>(2 * ((L + 63) / 64));
     std::vector<cpu::Keys8> keys8(static_cast<std::size_t>(padded / 8));
-    std::vector<uint32_t> offsets(static_cast<std::size_t>(padded)), base(static_cast<std::size_t>(padded));
-    std::vector<uint32_t> pay(static_cast<std::size_t>(padded) * words);
-    for (int64_t k = 0; k < padded && K > 0; ++k) {
-      const auto src = static_cast<std::size_t>(std::min(k, K - 1));
-      const CarrierSpec& c = carriers[src];
-      cpu::Keys8& k8 = keys8[static_cast<std::size_t>(k / 8)];
-      k8.kx[k % 8] = c.key.x;
-      k8.ky[k % 8] = c.key.y;
-      k8.sx[k % 8] = c.stream.x;
-      k8.sy[k % 8] = c.stream.y;
-      offsets[static_cast<std::size_t>(k)] = c.bit_offset;
-      base[static_cast<std::size_t>(k)] = static_cast<uint32_t>(k) * words;
-      for (uint32_t i = 0; i < words; ++i) {
-        const uint64_t v = payload_bits[src * (words / 2) + i / 2];
-        pay[static_cast<std::size_t>(k) * words + i] = static_cast<uint32_t>(i % 2 ? v >> 32 : v);
-      }
-    }
+    std::vector<uint32_t> offsets(static_cast<std::size_t>(padded)), base, pay;
+    screen_key_set(carriers, 0, padded, keys8.data(), offsets.data());
+    screen_payload(payload_bits, K, padded, words, pay, base);
 
     const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
     // Key tiles: a few tasks per thread in all (each tile quantizes the blocks and builds their
@@ -249,6 +235,136 @@ class CpuBackend final : public Backend {
       out.sum_sq += s.ssq;
       out.elements += s.elements;
       out.nonfinite += s.nonfinite;
+    }
+  }
+
+  void screen_many(std::span<const ScreenItem> items, std::size_t num_keys, std::span<const CarrierSpec> carriers,
+                   std::span<const uint64_t> payload_bits, std::span<ScreenSums> out) override {
+    backend_check::screen_many_args(items, num_keys, carriers, out);
+    const auto K = static_cast<int64_t>(num_keys);
+    if (K == 0) DIDMARK_EXPECTS(payload_bits.empty(), invalid_argument, "screen: ", payload_bits.size(),
+                                " payload words for 0 keys");
+
+    // Pieces: the chunks screen() cuts each item's sample into (same rule), so that every piece's
+    // per-key partial sum, and the order they are added in, is screen()'s: bit for bit the same.
+    struct Piece {
+      std::size_t item;
+      int64_t i0, i1;
+    };
+    std::vector<Piece> pieces;
+    std::vector<std::size_t> first_piece(items.size() + 1, 0);
+    std::vector<backend_check::ScreenRange> ranges(items.size());
+    std::vector<char> checked(K > 0 ? carriers.size() / num_keys : 0, 0);
+    int64_t total_groups = 0;
+    uint32_t L = 1;
+    bool have_l = false;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      backend_check::host_float_view(items[i].view, "screen");
+      ranges[i] = backend_check::begin_screen_sample(items[i].view, items[i].sample, num_keys, out[i]);
+      first_piece[i] = pieces.size();
+      const int64_t count = ranges[i].count;
+      if (count == 0) continue;
+      const int64_t chunks = std::clamp<int64_t>(count / 16, 1, kScreenMaxChunks);
+      for (int64_t c = 0; c < chunks; ++c) pieces.push_back({i, count * c / chunks, count * (c + 1) / chunks});
+      total_groups += count;
+      if (K == 0 || checked[items[i].carrier_set]) continue;
+      // Only the sets items use are read (a caller may leave the others unset), so only they are checked.
+      const std::span<const CarrierSpec> cs = backend_check::screen_set(carriers, num_keys, items[i].carrier_set);
+      if (!have_l) {
+        backend_check::screen_args(items[i].sample, cs, payload_bits);
+        L = cs[0].num_bits;
+        have_l = true;
+      }
+      for (const CarrierSpec& c : cs)
+        DIDMARK_EXPECTS(c.num_bits == L, invalid_argument, "screen: carriers of ", c.num_bits, " and ", L,
+                        " payload bits in one call (all keys must carry payloads of one length)");
+      checked[items[i].carrier_set] = 1;
+    }
+    first_piece[items.size()] = pieces.size();
+    if (pieces.empty()) return;
+
+    // The payload words once; each task writes its tile of a set's Philox words and bit offsets
+    // into its worker's buffer when the set changes (a few microseconds against the hundreds its
+    // blocks take), so no call holds the keys of every set at once.
+    const int64_t padded = screen_padded(K);
+    const auto words = static_cast<uint32_t>(2 * ((L + 63) / 64));
+    std::vector<uint32_t> base, pay;
+    screen_payload(payload_bits, K, padded, words, pay, base);
+    struct WorkerKeys {
+      std::vector<cpu::Keys8> keys8;
+      std::vector<uint32_t> offsets;
+    };
+    std::vector<WorkerKeys> worker_keys(static_cast<std::size_t>(pool_.size()));
+
+    // Tasks: key tiles (at most kScreenKeyTile keys, so a tile's accumulators and key words stay
+    // in L2; each tile quantizes the blocks again, so as few as that allows) times runs of
+    // consecutive pieces of about equal size (no extra work, so enough of them to balance the
+    // pool). Every (piece, key) sum is written by exactly one task.
+    const int64_t tiles = std::max<int64_t>(1, (K + kScreenKeyTile - 1) / kScreenKeyTile);
+    const int64_t tile = std::max<int64_t>(32, (K + 32 * tiles - 1) / (32 * tiles) * 32);
+    const int64_t runs = std::clamp<int64_t>((8 * pool_.size() + tiles - 1) / tiles, 1,
+                                             static_cast<int64_t>(pieces.size()));
+    std::vector<std::size_t> run_start{0};
+    {
+      int64_t cum = 0;
+      for (std::size_t p = 0; p < pieces.size() && static_cast<int64_t>(run_start.size()) < runs; ++p) {
+        cum += pieces[p].i1 - pieces[p].i0;
+        if (cum * runs >= total_groups * static_cast<int64_t>(run_start.size())) run_start.push_back(p + 1);
+      }
+      run_start.resize(static_cast<std::size_t>(runs) + 1, pieces.size());
+    }
+    // An item's first piece adds straight into its result (zeroed above): 0 + x is x, as the
+    // zeroed chunk sum screen() adds first. Later pieces get rows of their own, added in order.
+    const std::size_t P = pieces.size();
+    std::vector<std::size_t> row(P, SIZE_MAX);
+    std::size_t rows = 0;
+    for (std::size_t p = 0; p < P; ++p)
+      if (p != first_piece[pieces[p].item]) row[p] = rows++;
+    std::unique_ptr<double[]> partial(new double[rows * static_cast<std::size_t>(K)]);
+    std::vector<ScreenChunk> stats(P);
+    pool_.parallel_for(runs * tiles, [&](int worker, int64_t task) {
+      const int64_t run = task / tiles, tile_index = task % tiles;
+      const int64_t k0 = tile_index * tile, k1 = std::min(K, (tile_index + 1) * tile);
+      WorkerKeys& wk = worker_keys[static_cast<std::size_t>(worker)];
+      if (wk.offsets.size() < static_cast<std::size_t>(padded)) {
+        wk.keys8.resize(static_cast<std::size_t>(padded / 8));
+        wk.offsets.resize(static_cast<std::size_t>(padded));
+      }
+      std::size_t keys_of = SIZE_MAX;  // the set whose keys [k0, k1) the buffer holds
+      for (std::size_t p = run_start[static_cast<std::size_t>(run)]; p < run_start[static_cast<std::size_t>(run + 1)];
+           ++p) {
+        const Piece& pc = pieces[p];
+        const ScreenItem& it = items[pc.item];
+        if (K > 0 && it.carrier_set != keys_of) {
+          screen_key_set(backend_check::screen_set(carriers, num_keys, it.carrier_set), k0,
+                         std::min(padded, k0 + (k1 - k0 + 31) / 32 * 32), wk.keys8.data(), wk.offsets.data());
+          keys_of = it.carrier_set;
+        }
+        const cpu::ScreenKeys keys{wk.keys8.data(), wk.offsets.data(), pay.data(), base.data(), words, L, k0, k1};
+        double* acc;
+        if (row[p] == SIZE_MAX) {
+          acc = out[pc.item].t.data() + k0;
+        } else {
+          acc = partial.get() + row[p] * static_cast<std::size_t>(K) + k0;
+          std::fill(acc, acc + (k1 > k0 ? k1 - k0 : 0), 0.0);
+        }
+        const backend_check::ScreenRange& r = ranges[pc.item];
+        pick_screen(it.view.dtype)(it.view.data, r.numel, r.first, it.sample.stride, pc.i0, pc.i1, keys, acc,
+                                   tile_index == 0, stats[p]);
+      }
+    });
+    // Added in piece order, as screen() adds its chunks.
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      ScreenSums& o = out[i];
+      for (std::size_t p = first_piece[i]; p < first_piece[i + 1]; ++p) {
+        if (row[p] != SIZE_MAX) {
+          const double* part = partial.get() + row[p] * static_cast<std::size_t>(K);
+          for (int64_t k = 0; k < K; ++k) o.t[static_cast<std::size_t>(k)] += part[k];
+        }
+        o.sum_sq += stats[p].ssq;
+        o.elements += stats[p].elements;
+        o.nonfinite += stats[p].nonfinite;
+      }
     }
   }
 
@@ -306,6 +422,40 @@ class CpuBackend final : public Backend {
       default: DIDMARK_THROW(Errc::unsupported, "correlate: dtype ", dtype_name(t), " is not f32, f64, f16 or bf16");
     }
   }
+  // Keys padded to whole groups of 32 (the padding repeats the last key and is never read back).
+  static int64_t screen_padded(int64_t K) { return std::max<int64_t>(32, (K + 31) / 32 * 32); }
+
+  /// Keys [ka, kb) of one carrier set as cpu::ScreenKeys reads them: Philox words per 8 keys and
+  /// bit offsets (keys past the set's end repeat its last key).
+  static void screen_key_set(std::span<const CarrierSpec> carriers, int64_t ka, int64_t kb, cpu::Keys8* keys8,
+                             uint32_t* offsets) {
+    const auto K = static_cast<int64_t>(carriers.size());
+    for (int64_t k = ka; k < kb && K > 0; ++k) {
+      const CarrierSpec& c = carriers[static_cast<std::size_t>(std::min(k, K - 1))];
+      cpu::Keys8& k8 = keys8[k / 8];
+      k8.kx[k % 8] = c.key.x;
+      k8.ky[k % 8] = c.key.y;
+      k8.sx[k % 8] = c.stream.x;
+      k8.sy[k % 8] = c.stream.y;
+      offsets[k] = c.bit_offset;
+    }
+  }
+
+  /// The keys' payload bits as 32-bit words (`words` per padded key) and each key's first word.
+  static void screen_payload(std::span<const uint64_t> payload_bits, int64_t K, int64_t padded, uint32_t words,
+                             std::vector<uint32_t>& pay, std::vector<uint32_t>& base) {
+    base.assign(static_cast<std::size_t>(padded), 0);
+    pay.assign(static_cast<std::size_t>(padded) * words, 0);
+    for (int64_t k = 0; k < padded && K > 0; ++k) {
+      const auto src = static_cast<std::size_t>(std::min(k, K - 1));
+      base[static_cast<std::size_t>(k)] = static_cast<uint32_t>(k) * words;
+      for (uint32_t i = 0; i < words; ++i) {
+        const uint64_t v = payload_bits[src * (words / 2) + i / 2];
+        pay[static_cast<std::size_t>(k) * words + i] = static_cast<uint32_t>(i % 2 ? v >> 32 : v);
+      }
+    }
+  }
+
   static ScreenFn pick_screen(DType t) {
     switch (t) {
       case DType::f32: return &screen_f32;

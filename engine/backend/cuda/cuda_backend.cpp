@@ -141,6 +141,9 @@ class CudaBackend final : public Backend {
     return r;
   }
 
+  // screen_many is Backend's: screen() per item. Each call already takes every key in one
+  // launch per chunk; fusing a stage's tensors into one launch is left until it can be measured
+  // on a GPU.
   void screen(const TensorView& w, const ScreenSample& sample, std::span<const CarrierSpec> carriers,
               std::span<const uint64_t> payload_bits, ScreenSums& out) override {
     check_view(w, "screen");
