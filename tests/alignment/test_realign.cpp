@@ -129,8 +129,14 @@ TEST_P(Realign, UnattackedModelIsLeftAsItIs) {
 TEST_P(Realign, EveryAttackAloneWithInt8AndWithPruning) {
   const State& s = state(GetParam());
   const double threshold = hoeffding_z_threshold(1e-9);
-  for (const Attack& a : attacks(s.model.cfg)) {
+  const auto all = attacks(s.model.cfg);
+  for (const Attack& a : all) {
     for (int noise = 0; noise < 3; ++noise) {
+#if defined(__SANITIZE_ADDRESS__)
+      // Under the sanitizers (75 s a model) int8 and pruning run once, after every attack
+      // combined: the same realignment paths (dropped rows included); Release runs them all.
+      if (noise > 0 && &a != &all.back()) continue;
+#endif
       const char* nn = noise == 0 ? "alone" : noise == 1 ? "+int8" : "+prune50";
       SCOPED_TRACE(std::string(a.name) + " " + nn);
       tf::Model m = s.model;
