@@ -69,6 +69,8 @@ Verdict image_verdict(const Owner& owner, double z, double log10_p, const InputO
 
 void embed_images(const Owner& owner, const InputOptions& o, const InputWriteOptions& w, Backend& backend,
                   InputEmbedReport& r) {
+  const auto t0 = std::chrono::steady_clock::now();
+  r.backend = backend.description();
   std::error_code ec;
   const bool folder = fs::is_directory(r.input, ec);
   const ImageMarkOptions mo = mark_options(o);
@@ -127,6 +129,7 @@ void embed_images(const Owner& owner, const InputOptions& o, const InputWriteOpt
   DIDMARK_EXPECTS(!folder || failed < static_cast<int>(r.images.size()) || r.images.empty(), invalid_argument,
                   "no image of '", r.input.string(), "' could be marked (", failed, " refused)");
   DIDMARK_EXPECTS(!r.images.empty(), invalid_argument, "'", r.input.string(), "' holds no .png/.jpg/.jpeg/.webp image");
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void verify_images(const fs::path& path, std::span<const Owner> owners, const InputOptions& o, Backend& backend,

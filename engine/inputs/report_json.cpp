@@ -148,10 +148,14 @@ nlohmann::json image_embed_json(const InputEmbedReport& in, const Owner& owner) 
     }
     images.push_back(std::move(e));
   }
-  return {{"input", in.input.string()},
+  return {{"path", in.input.string()},  // canonical; input is its alias, as for every kind
+          {"input", in.input.string()},
           {"output", in.output.string()},
           {"kind", "image"},
           {"format", in.format.name},
+          {"sharded", false},
+          {"backend", in.backend},
+          {"seconds", in.seconds},
           {"did", owner.did},
           {"strength", in.images.empty() ? 0.0 : in.images.front().report.strength},
           {"images_written", written},
@@ -233,6 +237,7 @@ nlohmann::json verdict_json_of(const Verdict& v) {
     j["duplicate_rows"] = r.duplicate_rows;
   } else if (v.image) {
     const Verdict::ImageFacts& f = *v.image;
+    j["format"] = "image";
     j["images"] = f.images;
     j["images_detected"] = f.images_detected;
     if (f.width > 0) {

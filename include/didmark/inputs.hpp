@@ -288,6 +288,9 @@ struct InputEmbedReport {
     bool icc = false, exif = false;
   };
   std::vector<ImageOut> images;
+  /// Images: the backend that marked them and the wall time of the whole input.
+  std::string backend;
+  double seconds = 0;
   /// Arrays: where the row identities came from ("ids from F", "row index (--fixed-order)").
   std::string row_identity;
   /// With InputOptions::sketch_output: the sketch written there.
