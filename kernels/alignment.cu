@@ -21,8 +21,8 @@ __global__ void row_sumsq_kernel(AlignMatrix w, double* rows) {
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5); r < w.rows; r += warps) {
     double acc = 0;
     for (int64_t j = lane; j < w.cols; j += detail::kAlignLanes)
-      acc = detail::align_add(acc, detail::align_sq(detail::align_load_f64(w.data, r * w.cols + j, w.type)));
-    for (int h = detail::kAlignLanes / 2; h >= 1; h /= 2) acc = detail::align_add(acc, __shfl_down_sync(kFull, acc, h));
+      acc = detail::exact_add(acc, detail::align_sq(detail::align_load_f64(w.data, r * w.cols + j, w.type)));
+    for (int h = detail::kAlignLanes / 2; h >= 1; h /= 2) acc = detail::exact_add(acc, __shfl_down_sync(kFull, acc, h));
     if (lane == 0) rows[r] = acc;
   }
 }
@@ -36,7 +36,7 @@ __global__ void col_partials_kernel(AlignMatrix w, double* partial) {
     const int64_t r0 = b * detail::kAlignColBlock, r1 = min(w.rows, r0 + detail::kAlignColBlock);
     double acc = 0;
     for (int64_t r = r0; r < r1; ++r)
-      acc = detail::align_add(acc, detail::align_sq(detail::align_load_f64(w.data, r * w.cols + j, w.type)));
+      acc = detail::exact_add(acc, detail::align_sq(detail::align_load_f64(w.data, r * w.cols + j, w.type)));
     partial[t] = acc;
   }
 }
@@ -45,7 +45,7 @@ __global__ void col_reduce_kernel(const double* partial, int64_t blocks, int64_t
   for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < cols;
        j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     double s = 0;
-    for (int64_t b = 0; b < blocks; ++b) s = detail::align_add(s, partial[b * cols + j]);
+    for (int64_t b = 0; b < blocks; ++b) s = detail::exact_add(s, partial[b * cols + j]);
     out[j] = s;
   }
 }

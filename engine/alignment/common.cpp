@@ -6,6 +6,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "alignment/architecture.hpp"
 #include "didmark/error.hpp"
 
 namespace didmark::alignment {
@@ -162,6 +163,35 @@ float* Arena::take(std::size_t n) {
   float* p = reinterpret_cast<float*>(static_cast<unsigned char*>(base_) + used_);
   used_ += need;
   return p;
+}
+
+std::vector<float> vector_values(AlignmentOps& ops, const TensorView& v) {
+  std::vector<float> out(static_cast<std::size_t>(v.numel()));
+  const int64_t zero = 0;
+  ops.gather(v, 0, std::span(&zero, 1), out);
+  return out;
+}
+
+std::vector<float> batch_norm_gains(AlignmentOps& ops, std::span<const NamedTensor> tensors, const std::string& conv,
+                                    int64_t channels) {
+  const std::string bn = batch_norm_of(conv);
+  if (bn.empty()) return {};
+  const TensorView *w = nullptr, *var = nullptr;
+  for (const auto& t : tensors) {
+    if (t.name == bn + ".weight") w = &t.view;
+    if (t.name == bn + ".running_var") var = &t.view;
+  }
+  auto fits = [&](const TensorView* v) {
+    return v && v->rank() == 1 && v->numel() == channels && is_watermarkable(v->dtype);
+  };
+  if (!fits(w) || !fits(var)) return {};
+  std::vector<float> g = vector_values(ops, *w);
+  const std::vector<float> s = vector_values(ops, *var);
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    g[i] = static_cast<float>(static_cast<double>(g[i]) / std::sqrt(std::max(0.0, static_cast<double>(s[i])) + kBatchNormEps));
+    if (!std::isfinite(g[i])) g[i] = 0.0f;
+  }
+  return g;
 }
 
 }  // namespace didmark::alignment

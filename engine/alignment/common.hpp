@@ -57,6 +57,9 @@ class Arena {
   std::size_t bytes_ = 0, used_ = 0;
 };
 
+/// A rank-1 float tensor's values as f32.
+std::vector<float> vector_values(AlignmentOps& ops, const TensorView& v);
+
 /// Per output channel of convolution `conv`, its batch norm's signed gain
 /// weight / sqrt(running_var + eps) read from `tensors` (empty when there is none that fits).
 std::vector<float> batch_norm_gains(AlignmentOps& ops, std::span<const NamedTensor> tensors, const std::string& conv,

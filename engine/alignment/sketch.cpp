@@ -124,42 +124,6 @@ Plan plan_recovery(const AlignmentSketch& sk) {
   return p;
 }
 
-/// A rank-1 float tensor's values as f32.
-std::vector<float> vector_values(AlignmentOps& ops, const TensorView& v) {
-  std::vector<float> out(static_cast<std::size_t>(v.numel()));
-  const int64_t zero = 0;
-  ops.gather(v, 0, std::span(&zero, 1), out);
-  return out;
-}
-
-}  // namespace
-
-namespace alignment {
-
-std::vector<float> batch_norm_gains(AlignmentOps& ops, std::span<const NamedTensor> tensors, const std::string& conv,
-                                    int64_t channels) {
-  const std::string bn = batch_norm_of(conv);
-  if (bn.empty()) return {};
-  const TensorView *w = nullptr, *var = nullptr;
-  for (const auto& t : tensors) {
-    if (t.name == bn + ".weight") w = &t.view;
-    if (t.name == bn + ".running_var") var = &t.view;
-  }
-  auto fits = [&](const TensorView* v) { return v && v->rank() == 1 && v->numel() == channels && is_float(v->dtype); };
-  if (!fits(w) || !fits(var)) return {};
-  std::vector<float> g = vector_values(ops, *w);
-  const std::vector<float> s = vector_values(ops, *var);
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    g[i] = static_cast<float>(static_cast<double>(g[i]) / std::sqrt(std::max(0.0, static_cast<double>(s[i])) + kBatchNormEps));
-    if (!std::isfinite(g[i])) g[i] = 0.0f;
-  }
-  return g;
-}
-
-}  // namespace alignment
-
-namespace {
-
 void record_batch_norm_gains(std::span<const NamedTensor> marked, AlignmentSketch& sk, AlignmentOps& ops) {
   for (auto& st : sk.tensors)
     if (st.shape.size() > 2 && st.dims[0] >= 0) st.bn_gain = alignment::batch_norm_gains(ops, marked, st.name, st.rows());
@@ -326,9 +290,7 @@ AlignmentSketch make_sketch(std::span<const NamedTensor> marked, std::string did
       const auto n = static_cast<std::size_t>(sd.size);
       sd.vector_values.assign(n * sd.vectors.size(), 0.0f);
       for (std::size_t v = 0; v < sd.vectors.size(); ++v) {
-        std::vector<float> vals(n);
-        const int64_t zero = 0;
-        ops.gather(marked[static_cast<std::size_t>(sd.vectors[v])].view, 0, std::span(&zero, 1), vals);
+        const std::vector<float> vals = alignment::vector_values(ops, marked[static_cast<std::size_t>(sd.vectors[v])].view);
         for (std::size_t i = 0; i < n; ++i) sd.vector_values[i * sd.vectors.size() + v] = vals[i];
       }
     }

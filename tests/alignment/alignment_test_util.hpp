@@ -6,6 +6,7 @@
 #include <string>
 
 #include "didmark/alignment.hpp"
+#include "didmark/attack.hpp"
 #include "models.hpp"
 #include "test_util.hpp"
 
@@ -37,6 +38,13 @@ inline AlignmentSketch sketch_of(const tf::Model& m, const TestOwner& o, bool al
   SketchOptions so = base;
   so.all = all;
   return make_sketch(m.named(), o.did, so, cpu());
+}
+
+/// A model as the attack lab's tensor set (copies).
+inline TensorSet to_set(const tf::Model& m) {
+  TensorSet s;
+  for (const auto& b : m.tensors) s.tensors.push_back(OwnedTensor::copy_of(b.name, b.view));
+  return s;
 }
 
 inline VerifyReport plain_verify(const tf::Model& m, const TestOwner& o) {

@@ -18,12 +18,6 @@ using namespace didmark::test;
 
 namespace {
 
-TensorSet to_set(const tf::Model& m) {
-  TensorSet s;
-  for (const auto& b : m.tensors) s.tensors.push_back(OwnedTensor::copy_of(b.name, b.view));
-  return s;
-}
-
 tf::Model from_set(const TensorSet& s) {
   tf::Model m;
   for (const auto& t : s.tensors) {

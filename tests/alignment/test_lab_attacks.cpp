@@ -8,16 +8,6 @@
 using namespace didmark;
 using namespace didmark::test;
 
-namespace {
-
-TensorSet to_set(const tf::Model& m) {
-  TensorSet s;
-  for (const auto& b : m.tensors) s.tensors.push_back(OwnedTensor::copy_of(b.name, b.view));
-  return s;
-}
-
-}  // namespace
-
 TEST(LabAttacks, ChainsOfStructuralAndValueAttacks) {
   for (auto arch : {tf::Arch::bert, tf::Arch::llama}) {
     tf::Model m = tf::make_model(tf::big_config(arch, 31));

@@ -34,11 +34,11 @@ double row_sumsq(const void* p, int64_t off, int64_t n, AlignElem t) {
   int64_t j0 = 0;
   for (; j0 + detail::kAlignLanes <= n; j0 += detail::kAlignLanes)
     for (int l = 0; l < detail::kAlignLanes; ++l)
-      lane[l] = detail::align_add(lane[l], detail::align_sq(detail::align_load_f64(p, off + j0 + l, t)));
+      lane[l] = detail::exact_add(lane[l], detail::align_sq(detail::align_load_f64(p, off + j0 + l, t)));
   for (int l = 0; j0 + l < n; ++l)
-    lane[l] = detail::align_add(lane[l], detail::align_sq(detail::align_load_f64(p, off + j0 + l, t)));
+    lane[l] = detail::exact_add(lane[l], detail::align_sq(detail::align_load_f64(p, off + j0 + l, t)));
   for (int h = detail::kAlignLanes / 2; h >= 1; h /= 2)
-    for (int l = 0; l < h; ++l) lane[l] = detail::align_add(lane[l], lane[l + h]);
+    for (int l = 0; l < h; ++l) lane[l] = detail::exact_add(lane[l], lane[l + h]);
   return lane[0];
 }
 
@@ -85,13 +85,13 @@ class CpuAlignmentOps final : public AlignmentOps {
         if (!rows.empty()) rows[static_cast<std::size_t>(r)] = row_sumsq(w.data, r * C, C, t);
         if (part)
           for (int64_t j = 0; j < C; ++j)
-            part[j] = detail::align_add(part[j], detail::align_sq(detail::align_load_f64(w.data, r * C + j, t)));
+            part[j] = detail::exact_add(part[j], detail::align_sq(detail::align_load_f64(w.data, r * C + j, t)));
       }
     });
     if (cols.empty()) return;
     for (int64_t j = 0; j < C; ++j) {
       double s = 0;
-      for (int64_t b = 0; b < blocks; ++b) s = detail::align_add(s, partial[static_cast<std::size_t>(b * C + j)]);
+      for (int64_t b = 0; b < blocks; ++b) s = detail::exact_add(s, partial[static_cast<std::size_t>(b * C + j)]);
       cols[static_cast<std::size_t>(j)] = s;
     }
   }

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "didmark/detail/config.hpp"
+#include "didmark/detail/exact_math.hpp"
 #include "didmark/detail/half.hpp"
 
 namespace didmark::detail {
@@ -40,29 +41,12 @@ DIDMARK_HD DIDMARK_FORCEINLINE double align_load_f64(const void* p, int64_t i, A
   return static_cast<double>(align_load(p, i, t));
 }
 
-DIDMARK_HD DIDMARK_FORCEINLINE double align_add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-DIDMARK_HD DIDMARK_FORCEINLINE double align_sq(double v) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(v, v);
-#else
-  return v * v;
-#endif
-}
+DIDMARK_HD DIDMARK_FORCEINLINE double align_sq(double v) { return exact_mul(v, v); }
 
 /// A realigned element: the suspect's value times the row's and the column's multipliers
 /// (sign, undone scale, or 0 for a dropped or held-out slice).
 DIDMARK_HD DIDMARK_FORCEINLINE float realign_value(float v, float row_mul, float col_mul) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(__fmul_rn(v, row_mul), col_mul);
-#else
-  return (v * row_mul) * col_mul;
-#endif
+  return exact_mul(exact_mul(v, row_mul), col_mul);
 }
 
 /// int8 signature quantization of a value against its row's scale (max |v| of the row).

@@ -17,6 +17,7 @@
 #include "didmark/detail/carrier.hpp"
 #include "didmark/detail/config.hpp"
 #include "didmark/detail/embed_math.hpp"
+#include "didmark/detail/exact_math.hpp"
 #include "didmark/detail/half.hpp"
 
 namespace didmark::dataset {
@@ -52,20 +53,8 @@ struct Elem<ElemType::bf16> {
   }
 };
 
-DIDMARK_HD DIDMARK_FORCEINLINE double exact_mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-DIDMARK_HD DIDMARK_FORCEINLINE double exact_add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
+using detail::exact_add;
+using detail::exact_mul;
 
 /// The embed step of a row from its fixed-order sum of squares.
 DIDMARK_HD DIDMARK_FORCEINLINE float row_alpha(double sum_sq, int64_t dim, double strength) {

@@ -22,6 +22,7 @@
 
 #include "didmark/detail/carrier.hpp"
 #include "didmark/detail/config.hpp"
+#include "didmark/detail/exact_math.hpp"
 
 namespace didmark::detail {
 
@@ -61,33 +62,18 @@ DIDMARK_HD DIDMARK_FORCEINLINE int image_cell_of(int64_t x, int64_t y) {
   return static_cast<int>(((y & (kImageTile - 1)) >> 2) * kImageCellsSide + ((x & (kImageTile - 1)) >> 2));
 }
 
-DIDMARK_HD DIDMARK_FORCEINLINE float image_mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-DIDMARK_HD DIDMARK_FORCEINLINE float image_add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
 /// The luminance change at pixel (x, y): amplitude * mask * weight(cell) * bump(u) * bump(v),
 /// multiplied in this order without fused operations (bit-identical on every device).
 DIDMARK_HD DIDMARK_FORCEINLINE float image_delta(const float* cell_weights, float amplitude, float mask, int64_t x,
                                                  int64_t y) {
   const float w = cell_weights[image_cell_of(x, y)];
-  const float b = image_mul(image_bump(static_cast<int>(x & 3)), image_bump(static_cast<int>(y & 3)));
-  return image_mul(image_mul(image_mul(amplitude, mask), w), b);
+  const float b = exact_mul(image_bump(static_cast<int>(x & 3)), image_bump(static_cast<int>(y & 3)));
+  return exact_mul(exact_mul(exact_mul(amplitude, mask), w), b);
 }
 
 /// An 8-bit sample moved by delta: round half up, clamped to 0..255.
 DIDMARK_HD DIDMARK_FORCEINLINE uint8_t image_apply(uint8_t v, float delta) {
-  float r = image_add(image_add(static_cast<float>(v), delta), 0.5f);
+  float r = exact_add(exact_add(static_cast<float>(v), delta), 0.5f);
   r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
   return static_cast<uint8_t>(static_cast<int>(r));  // truncation of a non-negative value = floor
 }
