@@ -159,7 +159,7 @@ def main():
 
     if a.skip_speed:
         return
-    print("## Speed per 1080p JPEG (file decode + mark + file encode; 1 process per call for didmark)\n")
+    print("## Speed per 1080p JPEG (file decode + mark + file encode)\n")
     base = Image.fromarray(data.astronaut()).resize((1920, 1920), Image.BICUBIC).crop((0, 420, 1920, 1500))
     f = tmp / "hd.jpg"; base.save(f, quality=90)
     def timeit(fn, n):
@@ -188,6 +188,29 @@ def main():
         te = timeit(emb, 3) / n
         tv = timeit(lambda: run_env("verify", tmp / "hdm", "--id", idf), 3) / n
         rows.append((f"didmark, folder of {n} in one process, {threads or os.cpu_count()} thread(s)", te, tv))
+    # Per image through the Python bindings, one call per image as a Python pipeline would make
+    # it (the peer's situation: no process start), on one thread; in a child process so the
+    # thread count is set before the library starts its pool.
+    probe = r"""
+import json, statistics, sys, time, didmark
+f, o, idf, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def med(fn):
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+e = med(lambda: didmark.embed_file(f, o, idf, force=True, device="cpu"))
+v = med(lambda: didmark.verify_file(o, idf, device="cpu"))
+print(json.dumps([e, v]))
+"""
+    env1 = dict(os.environ, DIDMARK_THREADS="1", DIDMARK_THROUGHPUT_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", probe, f, tmp / "hd.py.jpg", idf, str(3 * a.repeat)], env=env1,
+                       capture_output=True, text=True)
+    if p.returncode == 0:
+        e, v = json.loads(p.stdout)
+        rows.append(("didmark, Python bindings, one call per image (embed_file / verify_file), 1 thread", e, v))
+    else:
+        print("(the didmark Python module is not importable here: no in-process row)\n")
     try:
         import cv2
         from imwatermark import WatermarkEncoder, WatermarkDecoder

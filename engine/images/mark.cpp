@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "backend/image_ops.hpp"
+#include "images/planes.hpp"
 #include "didmark/error.hpp"
 #include "didmark/images.hpp"
 
@@ -18,88 +21,33 @@ using detail::kImageCells;
 using detail::kImageCellsSide;
 using detail::kImageTile;
 using detail::kImageTileArea;
+using images::luma_into;
+using images::mask_into;
+using images::residual_into;
+using images::scratch;
+using images::Scratch;
+using images::TrimOnExit;
 
 constexpr std::string_view kImageCarrierName = "didmark/image/v1";
-constexpr int kMaskRadius = 2;      // 5 x 5 local contrast for the mask
-constexpr float kMaskRef = 8.0f;    // contrast (8-bit levels) where the mask is 1
-constexpr float kMaskMin = 0.5f, kMaskMax = 2.0f;
-constexpr int kMeanRadius = 4;      // 9 x 9 local mean removed from the luminance
-constexpr int kNormRadius = 7;      // 15 x 15 local RMS the residual is divided by
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::vector<float> luma_of(const Image& img) {
-  const std::size_t n = static_cast<std::size_t>(img.width) * static_cast<std::size_t>(img.height);
-  std::vector<float> y(n);
-  const uint8_t* p = img.pixels.data();
-  const auto c = static_cast<std::size_t>(img.channels);
-  if (img.channels >= 3) {
-    for (std::size_t i = 0; i < n; ++i)
-      y[i] = 0.299f * p[i * c] + 0.587f * p[i * c + 1] + 0.114f * p[i * c + 2];
-  } else {
-    for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<float>(p[i * c]);
-  }
-  return y;
-}
-
-// Mean over the (2r+1)^2 window clipped to the image (separable, running sums in double).
-std::vector<float> box_mean(const std::vector<float>& in, int w, int h, int r) {
-  std::vector<float> tmp(in.size()), out(in.size());
-  std::vector<double> pre(static_cast<std::size_t>(w) + 1);
-  for (int y = 0; y < h; ++y) {
-    const float* row = in.data() + static_cast<std::size_t>(y) * w;
-    pre[0] = 0;
-    for (int x = 0; x < w; ++x) pre[static_cast<std::size_t>(x) + 1] = pre[static_cast<std::size_t>(x)] + static_cast<double>(row[x]);
-    float* o = tmp.data() + static_cast<std::size_t>(y) * w;
-    for (int x = 0; x < w; ++x) {
-      const int a = std::max(0, x - r), b = std::min(w, x + r + 1);
-      o[x] = static_cast<float>((pre[static_cast<std::size_t>(b)] - pre[static_cast<std::size_t>(a)]) / (b - a));
-    }
-  }
-  std::vector<double> col(static_cast<std::size_t>(w), 0.0);
-  int lo = 0, hi = 0;  // rows [lo, hi) are in col
-  for (int y = 0; y < h; ++y) {
-    const int a = std::max(0, y - r), b = std::min(h, y + r + 1);
-    for (; hi < b; ++hi) {
-      const float* row = tmp.data() + static_cast<std::size_t>(hi) * w;
-      for (int x = 0; x < w; ++x) col[static_cast<std::size_t>(x)] += static_cast<double>(row[x]);
-    }
-    for (; lo < a; ++lo) {
-      const float* row = tmp.data() + static_cast<std::size_t>(lo) * w;
-      for (int x = 0; x < w; ++x) col[static_cast<std::size_t>(x)] -= static_cast<double>(row[x]);
-    }
-    float* o = out.data() + static_cast<std::size_t>(y) * w;
-    const double inv = 1.0 / (b - a);
-    for (int x = 0; x < w; ++x) o[x] = static_cast<float>(col[static_cast<std::size_t>(x)] * inv);
-  }
-  return out;
-}
-
-std::vector<float> mask_of(const std::vector<float>& y, int w, int h) {
-  std::vector<float> y2(y.size());
-  for (std::size_t i = 0; i < y.size(); ++i) y2[i] = y[i] * y[i];
-  const std::vector<float> m1 = box_mean(y, w, h, kMaskRadius);
-  std::vector<float> m2 = box_mean(y2, w, h, kMaskRadius);
-  for (std::size_t i = 0; i < y.size(); ++i) {
-    const float sd = std::sqrt(std::max(0.0f, m2[i] - m1[i] * m1[i]));
-    m2[i] = std::clamp(sd / kMaskRef, kMaskMin, kMaskMax);
-  }
-  return m2;
-}
-
-// The detector's whitened residual: (Y - mean9(Y)) / (rms15(residual) + 1).
-std::vector<float> residual_of(const std::vector<float>& y, int w, int h) {
-  const std::vector<float> mean = box_mean(y, w, h, kMeanRadius);
-  std::vector<float> r(y.size()), r2(y.size());
-  for (std::size_t i = 0; i < y.size(); ++i) {
-    r[i] = y[i] - mean[i];
-    r2[i] = r[i] * r[i];
-  }
-  const std::vector<float> ms = box_mean(r2, w, h, kNormRadius);
-  for (std::size_t i = 0; i < y.size(); ++i) r[i] /= std::sqrt(std::max(0.0f, ms[i])) + 1.0f;
-  return r;
+// The whitened residual of the image's luminance folded onto one tile.
+std::vector<float> fold_residual(const Image& image, Backend& backend) {
+  const TrimOnExit trim;
+  Scratch& sc = scratch();
+  const std::size_t area = static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height);
+  float* y = sc.plane(0, area);
+  float* res = sc.plane(1, area);
+  float* r = sc.plane(2, area);
+  luma_into(image, y);
+  residual_into(y, image.width, image.height, res, r);
+  std::vector<float> fold(kImageTileArea);
+  const images::FoldJob fj{r, image.width, image.height};
+  backend.image_ops().fold({&fj, 1}, fold);
+  return fold;
 }
 
 struct ClaimTables {
@@ -135,6 +83,40 @@ std::vector<float> bump_match(const std::vector<float>& fold) {
   return g;
 }
 
+// Sums of |change| and change^2 over the colour samples (alpha left out), in integers: the
+// inner loop runs over chunks whose int32 sums cannot overflow (4096 * 255^2 < 2^31).
+struct ChangeSums {
+  int64_t abs = 0, sq = 0, n = 0;
+};
+ChangeSums change_sums(const uint8_t* a, const uint8_t* b, std::size_t size, int channels) {
+  ChangeSums s;
+  if (channels == 1 || channels == 3) {
+    for (std::size_t i0 = 0; i0 < size; i0 += 4096) {
+      const std::size_t i1 = std::min(size, i0 + 4096);
+      int32_t sa = 0, sq = 0;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const int32_t d = static_cast<int32_t>(b[i]) - static_cast<int32_t>(a[i]);
+        sa += d < 0 ? -d : d;
+        sq += d * d;
+      }
+      s.abs += sa;
+      s.sq += sq;
+    }
+    s.n = static_cast<int64_t>(size);
+    return s;
+  }
+  const auto c = static_cast<std::size_t>(channels);
+  const std::size_t colour = channels == 2 ? 1 : 3;
+  for (std::size_t i = 0; i < size; i += c)
+    for (std::size_t k = 0; k < colour; ++k) {
+      const int64_t d = static_cast<int64_t>(b[i + k]) - static_cast<int64_t>(a[i + k]);
+      s.abs += d < 0 ? -d : d;
+      s.sq += d * d;
+      ++s.n;
+    }
+  return s;
+}
+
 double log10_hoeffding(double z) { return z > 0 ? -z * z / (2.0 * std::log(10.0)) : 0.0; }
 
 }  // namespace
@@ -146,16 +128,24 @@ ImageEmbedReport embed_image(Image& image, const ImageClaim& claim, const ImageM
   DIDMARK_EXPECTS(image.width >= o.min_side && image.height >= o.min_side, invalid_argument, "image of ", image.width,
                   " x ", image.height, " is too small to carry a provable mark (at least ", o.min_side, " x ", o.min_side, ")");
   const ClaimTables t = tables_of(claim);
-  const std::vector<float> y = luma_of(image);
-  const std::vector<float> mask = mask_of(y, image.width, image.height);
-  const std::vector<uint8_t> before = image.pixels;
+  const TrimOnExit trim;
+  Scratch& sc = scratch();
+  const std::size_t area = static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height);
+  float* y = sc.plane(0, area);
+  float* mask = sc.plane(1, area);
+  luma_into(image, y);
+  mask_into(y, image.width, image.height, mask);
+  // The samples before the mark, for the report's PSNR (scratch bytes; aliasing through
+  // unsigned char is allowed).
+  auto* before = reinterpret_cast<uint8_t*>(sc.plane(2, (image.pixels.size() + 3) / 4));
+  std::memcpy(before, image.pixels.data(), image.pixels.size());
   images::EmbedJob job;
   job.pixels = image.pixels.data();
   job.stride = static_cast<int64_t>(image.width) * image.channels;
   job.width = image.width;
   job.height = image.height;
   job.channels = image.channels;
-  job.mask = mask.data();
+  job.mask = mask;
   job.cell_weights = t.weights.data();
   job.amplitude = static_cast<float>(o.strength);
   backend.image_ops().embed({&job, 1});
@@ -164,18 +154,10 @@ ImageEmbedReport embed_image(Image& image, const ImageClaim& claim, const ImageM
   r.height = image.height;
   r.channels = image.channels;
   r.strength = o.strength;
-  const int colour = image.channels >= 3 ? 3 : 1;
-  double se = 0, ae = 0;
-  int64_t n = 0;
-  for (std::size_t i = 0; i < before.size(); i += static_cast<std::size_t>(image.channels))
-    for (int c = 0; c < colour; ++c) {
-      const double d = double(image.pixels[i + static_cast<std::size_t>(c)]) - before[i + static_cast<std::size_t>(c)];
-      se += d * d;
-      ae += std::abs(d);
-      ++n;
-    }
-  r.mean_abs_change = n ? ae / static_cast<double>(n) : 0;
-  r.psnr = se > 0 ? 10 * std::log10(255.0 * 255.0 * static_cast<double>(n) / se) : std::numeric_limits<double>::infinity();
+  const ChangeSums c = change_sums(before, image.pixels.data(), image.pixels.size(), image.channels);
+  r.mean_abs_change = c.n ? static_cast<double>(c.abs) / static_cast<double>(c.n) : 0;
+  r.psnr = c.sq > 0 ? 10 * std::log10(255.0 * 255.0 * static_cast<double>(c.n) / static_cast<double>(c.sq))
+                    : std::numeric_limits<double>::infinity();
   r.seconds = seconds_since(t0);
   return r;
 }
@@ -185,12 +167,8 @@ ImageScores score_image(const Image& image, std::span<const ImageClaim> claims, 
   ImageScores out;
   out.width = image.width;
   out.height = image.height;
-  const std::vector<float> y = luma_of(image);
-  const std::vector<float> r = residual_of(y, image.width, image.height);
-  std::vector<float> fold(kImageTileArea);
-  const images::FoldJob fj{r.data(), image.width, image.height};
+  const std::vector<float> fold = fold_residual(image, backend);
   auto& ops = backend.image_ops();
-  ops.fold({&fj, 1}, fold);
   const std::vector<float> g = bump_match(fold);
 
   const std::size_t n = claims.size();

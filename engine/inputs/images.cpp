@@ -148,7 +148,7 @@ void verify_images(const fs::path& path, std::span<const Owner> owners, const In
     ImageItem& item = out.images[i];
     item.path = files[i];
     try {
-      const Image img = read_image(files[i]);
+      const Image img = read_image(files[i], ImageReadOptions{.luminance_only = true});
       std::error_code e2;
       bytes += fs::file_size(files[i], e2);
       item.width = img.width;

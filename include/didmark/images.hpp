@@ -82,17 +82,30 @@ struct Image {
   int quality = 0;
   bool lossless = false;  ///< WebP lossless (VP8L)
 
+  /// Read with ImageReadOptions::luminance_only from a colour JPEG: `pixels` hold the decoded
+  /// luminance (Y) plane alone, channels is 1, and the image cannot be encoded again.
+  bool luminance_only = false;
+
   /// "4:2:0", "4:2:2", "4:4:4", ... for colour JPEG; empty otherwise.
   std::string subsampling() const;
+};
+
+/// How to read an image.
+struct ImageReadOptions {
+  /// For verification: a colour JPEG is decoded to its luminance plane only (its Y component,
+  /// without the chroma's inverse DCT, upsampling and colour conversion: ~30% less decode time,
+  /// a third of the memory). The verifier reads nothing else. Other formats decode in full.
+  bool luminance_only = false;
 };
 
 /// Read and decode an image file (PNG, JPEG, WebP, by content). Errc::corrupt_input naming the
 /// file and the problem for malformed data (truncated, bad CRC, bad header), Errc::unsupported
 /// for what is valid but not handled (16-bit, palette, CMYK, animated), Errc::invalid_argument
 /// for dimensions over kMaxImagePixels / kMaxImageSide.
-Image read_image(const std::filesystem::path& path);
+Image read_image(const std::filesystem::path& path, const ImageReadOptions& options = {});
 /// The same from bytes in memory; `name` stands for the file in messages.
-Image decode_image(std::span<const uint8_t> bytes, ImageCodec codec, std::string_view name);
+Image decode_image(std::span<const uint8_t> bytes, ImageCodec codec, std::string_view name,
+                   const ImageReadOptions& options = {});
 /// Encode with the image's own parameters (JPEG tables and sampling, PNG interlacing and
 /// chunks, WebP lossless or quality) and metadata.
 std::vector<uint8_t> encode_image(const Image& image);

@@ -224,14 +224,18 @@ inline bool registry(std::span<const uint8_t> in) {
 inline bool image(std::span<const uint8_t> in) {
   ImageCodec codec;
   if (!sniff_image(in, codec)) return true;
-  try {
-    const Image im = decode_image(in, codec, "fuzz");
-    if (im.width <= 0 || im.height <= 0 || im.width > kMaxImageSide || im.height > kMaxImageSide) return false;
-    if (im.channels < 1 || im.channels > 4 || int64_t{im.width} * im.height > kMaxImagePixels) return false;
-    if (im.pixels.size() != static_cast<std::size_t>(im.width) * static_cast<std::size_t>(im.height) *
-                                static_cast<std::size_t>(im.channels))
-      return false;
-  } catch (const Error&) {
+  // Both ways the tools read: in full (embed) and the luminance alone (verify).
+  for (const bool luminance : {false, true}) {
+    try {
+      const Image im = decode_image(in, codec, "fuzz", ImageReadOptions{.luminance_only = luminance});
+      if (im.width <= 0 || im.height <= 0 || im.width > kMaxImageSide || im.height > kMaxImageSide) return false;
+      if (im.channels < 1 || im.channels > 4 || int64_t{im.width} * im.height > kMaxImagePixels) return false;
+      if (luminance && codec == ImageCodec::jpeg && im.channels != 1) return false;
+      if (im.pixels.size() != static_cast<std::size_t>(im.width) * static_cast<std::size_t>(im.height) *
+                                  static_cast<std::size_t>(im.channels))
+        return false;
+    } catch (const Error&) {
+    }
   }
   return true;
 }

@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include "backend/image_ops.hpp"
+#include "images/planes.hpp"
 #include "didmark/error.hpp"
 #include "didmark/images.hpp"
 #include "didmark/inputs.hpp"
+#include "common/thread_pool.hpp"
 #include "test_util.hpp"
 
 namespace didmark {
@@ -373,6 +375,145 @@ TEST(ImageMark, FolderEmbedAndVerifyThroughInputs) {
   const std::string json = file_verdicts_json(fv);
   EXPECT_NE(json.find("\"images\""), std::string::npos);
   fs::remove_all(dir);
+}
+
+// ---- the host planes and the CPU embed, against brute-force references ---------------------
+
+// The mean over the (2r+1)^2 window clipped to the image, in double, straight from the definition.
+std::vector<double> box_mean_ref(const std::vector<double>& v, int w, int h, int r) {
+  std::vector<double> out(v.size());
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      double s = 0;
+      int n = 0;
+      for (int yy = std::max(0, y - r); yy <= std::min(h - 1, y + r); ++yy)
+        for (int xx = std::max(0, x - r); xx <= std::min(w - 1, x + r); ++xx, ++n) s += v[static_cast<std::size_t>(yy * w + xx)];
+      out[static_cast<std::size_t>(y * w + x)] = s / n;
+    }
+  return out;
+}
+
+// A luminance plane with flat patches, ramps, edges and noise (the mask's clamps and the
+// residual's normalisation both get exercised).
+std::vector<float> test_plane(int w, int h, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> y(static_cast<std::size_t>(w) * h);
+  for (int r = 0; r < h; ++r)
+    for (int x = 0; x < w; ++x) {
+      const bool flat = ((x / 16) + (r / 16)) % 3 == 0;
+      float v = flat ? 200.f : 60.f + 0.3f * static_cast<float>(x % 200) + 90.f * u(rng) * u(rng);
+      if (!flat && (r / 40) % 2) v = 255.f * u(rng);  // bands of full-range noise
+      y[static_cast<std::size_t>(r) * w + x] = std::round(v * 4) / 4;
+    }
+  return y;
+}
+
+TEST(ImagePlanes, MaskAndResidualMatchBruteForce) {
+  // Tiny sides (windows wider than the image), odd sizes, and heights over the 32-row restart of
+  // the running column sums.
+  const std::pair<int, int> sizes[] = {{1, 1}, {3, 70}, {70, 3}, {13, 17}, {131, 97}, {40, 300}, {9, 2000}};
+  uint32_t seed = 1;
+  for (const auto& [w, h] : sizes) {
+    const std::vector<float> y = test_plane(w, h, seed++);
+    std::vector<float> mask(y.size()), res(y.size()), out(y.size());
+    images::mask_into(y.data(), w, h, mask.data());
+    images::residual_into(y.data(), w, h, res.data(), out.data());
+    std::vector<double> yd(y.begin(), y.end()), y2(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) y2[i] = yd[i] * yd[i];
+    const auto m1 = box_mean_ref(yd, w, h, images::kMaskRadius), m2 = box_mean_ref(y2, w, h, images::kMaskRadius);
+    const auto mean = box_mean_ref(yd, w, h, images::kMeanRadius);
+    std::vector<double> r(y.size()), r2(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) r[i] = yd[i] - mean[i], r2[i] = r[i] * r[i];
+    const auto ms = box_mean_ref(r2, w, h, images::kNormRadius);
+    double worst_mask = 0, worst_out = 0;
+    int clamped_low = 0, clamped_high = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const double sd = std::sqrt(std::max(0.0, m2[i] - m1[i] * m1[i]));
+      const double mk = std::clamp(sd / images::kMaskRef, double{images::kMaskMin}, double{images::kMaskMax});
+      clamped_low += mk == images::kMaskMin;
+      clamped_high += mk == images::kMaskMax;
+      worst_mask = std::max(worst_mask, std::abs(mask[i] - mk));
+      const double o = r[i] / (std::sqrt(ms[i]) + 1.0);
+      worst_out = std::max(worst_out, std::abs(out[i] - o) / (1.0 + std::abs(o)));
+    }
+    EXPECT_LT(worst_mask, 2e-3) << w << " x " << h;
+    EXPECT_LT(worst_out, 1e-4) << w << " x " << h;
+    if (w * h > 1000) {
+      EXPECT_TRUE(clamped_low > 0 && clamped_high > 0) << "the plane exercises both clamps";
+    }
+  }
+}
+
+TEST(ImageOps, CpuEmbedIsThePerPixelFormula) {
+  detail::ThreadPool pool(2);
+  auto ops = images::make_cpu_image_ops(pool);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> weights(detail::kImageCells);
+  for (float& v : weights) v = u(rng) < 0.5f ? -1.0f : 1.0f;
+  for (const auto& [w, h] : {std::pair{301, 77}, std::pair{128, 5}, std::pair{1, 9}})
+    for (int ch = 1; ch <= 4; ++ch) {
+      std::vector<uint8_t> px(static_cast<std::size_t>(w) * h * ch);
+      // Random samples, with 0 first and 255 last so both clamps are hit.
+      for (std::size_t i = 0; i < px.size(); ++i)
+        px[i] = i == 0 ? uint8_t{0} : (i + 1 == px.size() ? uint8_t{255} : static_cast<uint8_t>(rng() % 256));
+      std::vector<float> mask(static_cast<std::size_t>(w) * h);
+      for (auto& m : mask) m = 0.5f + 1.5f * u(rng);
+      const float amp = 3.7f;
+      std::vector<uint8_t> want = px;
+      const int colour = ch >= 3 ? 3 : 1;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const float d = detail::image_delta(weights.data(), amp, mask[static_cast<std::size_t>(y) * w + x], x, y);
+          for (int c = 0; c < colour; ++c) {
+            uint8_t& v = want[(static_cast<std::size_t>(y) * w + x) * ch + c];
+            v = detail::image_apply(v, d);
+          }
+        }
+      images::EmbedJob job;
+      job.pixels = px.data();
+      job.stride = static_cast<int64_t>(w) * ch;
+      job.width = w, job.height = h, job.channels = ch;
+      job.mask = mask.data();
+      job.cell_weights = weights.data();
+      job.amplitude = amp;
+      ops->embed({&job, 1});
+      EXPECT_EQ(px, want) << w << " x " << h << " x " << ch;
+    }
+}
+
+TEST(ImageCodec, LuminanceOnlyReadIsTheYPlane) {
+  const ImageClaim c = claim_of(12);
+  Image img = synth(517, 389, 3, 12);
+  embed_image(img, c);
+  const Image jpg = as_jpeg(img, 90);
+  const std::vector<uint8_t> bytes = encode_image(jpg);
+  const Image full = decode_image(bytes, ImageCodec::jpeg, "full.jpg");
+  const Image lum = decode_image(bytes, ImageCodec::jpeg, "lum.jpg", ImageReadOptions{.luminance_only = true});
+  ASSERT_EQ(lum.channels, 1);
+  ASSERT_TRUE(lum.luminance_only);
+  ASSERT_EQ(lum.width, full.width);
+  ASSERT_EQ(lum.height, full.height);
+  double sum = 0, worst = 0;
+  for (std::size_t i = 0; i < lum.pixels.size(); ++i) {
+    const uint8_t* p = &full.pixels[3 * i];
+    const double d = std::abs(lum.pixels[i] - (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]));
+    sum += d;
+    worst = std::max(worst, d);
+  }
+  EXPECT_LT(sum / static_cast<double>(lum.pixels.size()), 0.5) << "Y of the file = luma of its RGB decode, up to rounding";
+  EXPECT_LE(worst, 3.0);
+  EXPECT_THROW(encode_image(lum), Error) << "a luminance-only image is never written back";
+  const double z_full = score_image(full, {&c, 1}).owners[0].z, z_lum = score_image(lum, {&c, 1}).owners[0].z;
+  EXPECT_GT(z_lum, 8);
+  EXPECT_NEAR(z_lum, z_full, 0.05 * z_full);
+  // A grey JPEG is read the same either way.
+  Image grey = synth(200, 150, 1, 13);
+  const auto gb = encode_image(as_jpeg(grey, 80));
+  const Image g1 = decode_image(gb, ImageCodec::jpeg, "g.jpg"), g2 = decode_image(gb, ImageCodec::jpeg, "g.jpg", {.luminance_only = true});
+  EXPECT_EQ(g1.pixels, g2.pixels);
+  EXPECT_FALSE(g2.luminance_only);
 }
 
 // ---- the waist ------------------------------------------------------------------------------

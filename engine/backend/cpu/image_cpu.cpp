@@ -18,16 +18,47 @@ using detail::kImageCellsSide;
 using detail::kImageTile;
 using detail::kImageTileArea;
 
+// The per-pixel formula of image_delta, a row at a time: the cell weights of the row's cells and
+// the bump products are looked up once per row into 128-wide tables, so the loop over x is
+// three multiplies in image_delta's order (vectorised) and the same values come out.
 void embed_rows(const EmbedJob& j, int y0, int y1) {
-  const int colour = j.channels >= 3 ? 3 : 1;
+  alignas(32) float wrow[kImageTile], brow[kImageTile];
+  std::vector<float> d(static_cast<std::size_t>(j.width));
+  std::vector<float> samples(j.channels > 1 ? static_cast<std::size_t>(j.width) * static_cast<std::size_t>(j.channels) : 0);
   for (int y = y0; y < y1; ++y) {
-    uint8_t* row = j.pixels + static_cast<int64_t>(y) * j.stride;
-    const float* m = j.mask + static_cast<int64_t>(y) * j.width;
-    for (int x = 0; x < j.width; ++x) {
-      const float d = detail::image_delta(j.cell_weights, j.amplitude, m[x], x, y);
-      uint8_t* px = row + static_cast<int64_t>(x) * j.channels;
-      for (int c = 0; c < colour; ++c) px[c] = detail::image_apply(px[c], d);
+    const float by = detail::image_bump(y & 3);
+    for (int x = 0; x < kImageTile; ++x) {
+      wrow[x] = j.cell_weights[detail::image_cell_of(x, y)];
+      brow[x] = detail::exact_mul(detail::image_bump(x & 3), by);
     }
+    const float* __restrict m = j.mask + static_cast<int64_t>(y) * j.width;
+    float* __restrict dr = d.data();
+    for (int x0 = 0; x0 < j.width; x0 += kImageTile) {
+      const int n = std::min(kImageTile, j.width - x0);
+      for (int i = 0; i < n; ++i)
+        dr[x0 + i] = detail::exact_mul(detail::exact_mul(detail::exact_mul(j.amplitude, m[x0 + i]), wrow[i]), brow[i]);
+    }
+    // Every sample of the row in one flat loop (vectorised): the alpha samples get a zero
+    // change, which image_apply leaves exact (v + 0 + 0.5 rounds down to v).
+    float* __restrict ds = dr;
+    if (j.channels > 1) {
+      ds = samples.data();
+      const int64_t w = j.width;
+      switch (j.channels) {
+        case 2:
+          for (int64_t x = 0; x < w; ++x) ds[2 * x] = dr[x], ds[2 * x + 1] = 0.0f;
+          break;
+        case 3:
+          for (int64_t x = 0; x < w; ++x) ds[3 * x] = ds[3 * x + 1] = ds[3 * x + 2] = dr[x];
+          break;
+        default:
+          for (int64_t x = 0; x < w; ++x) ds[4 * x] = ds[4 * x + 1] = ds[4 * x + 2] = dr[x], ds[4 * x + 3] = 0.0f;
+          break;
+      }
+    }
+    uint8_t* __restrict row = j.pixels + static_cast<int64_t>(y) * j.stride;
+    const int64_t n = static_cast<int64_t>(j.width) * j.channels;
+    for (int64_t i = 0; i < n; ++i) row[i] = detail::image_apply(row[i], ds[i]);
   }
 }
 
