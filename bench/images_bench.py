@@ -141,16 +141,25 @@ def main():
     # unmarked originals and against the marked photos (every key but the owner's is wrong).
     print("## Null: wrong keys on the real photographs\n")
     reg = tmp / "null.jsonl"
-    with open(reg, "w") as fh:
+    try:  # fresh identities in-process when the module is importable (a CLI call each otherwise)
+        import didmark
+        lines = [didmark.Identity.new().registry_line() for _ in range(a.null_keys)]
+    except ImportError:
+        lines = []
         for i in range(a.null_keys):
             kf = tmp / f"null{i}.id.json"
             cli("id", "new", "-q", "-o", kf)
-            fh.write(cli("id", "export-key", kf).stdout.strip() + "\n")
-    zs = []
+            lines.append(cli("id", "export-key", kf).stdout.strip())
+    reg.write_text("\n".join(l.strip() for l in lines) + "\n")
+    zs, who = [], []
     for folder in (src, out):
         j = json.loads(cli("--json", "verify", folder, "--registry", reg, "--fwer", "off").stdout)
-        zs += [v["z"] for im in j["images"] for v in im["verdicts"]]
+        for im in j["images"]:
+            for k, v in enumerate(im["verdicts"]):
+                zs.append(v["z"]); who.append((Path(im["path"]).name, folder.name, k))
     zs = np.array(zs)
+    top = np.argsort(zs)[::-1][:5]
+    print("largest: " + "; ".join(f"{zs[i]:.2f} ({who[i][1]}/{who[i][0]}, key {who[i][2]})" for i in top) + "\n")
     print(f"{len(zs)} trials ({a.null_keys} keys x {len(PHOTOS)} photos, unmarked and marked): mean z {zs.mean():.3f}, "
           f"sd {zs.std():.3f}, max {zs.max():.2f}; at or over z 3 / 4 / 5.26 (p = 1e-6): "
           f"{(zs >= 3).sum()} / {(zs >= 4).sum()} / {(zs >= 5.257).sum()} "
