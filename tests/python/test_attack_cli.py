@@ -443,7 +443,9 @@ def test_robustness_report(run, marked):
     cells = {c["label"]: c for c in rep["cells"]}
     assert list(cells) == ["noise:0.1", "noise:0.5", "none", "permute:all", "permute:all + quant:int8", "truncate:5"]
     none, perm = cells["none"], cells["permute:all"]
-    assert none["detected"] and 8 < none["z"] < 14 and none["relative_change"] == 0
+    # Expected z about 9.5 with a fresh random key each run (sd about 1): 6 and 14 are 3.5 sd out.
+    # (8 failed once in CI-like runs: z 7.9.)
+    assert none["detected"] and 6 < none["z"] < 14 and none["relative_change"] == 0
     assert not perm["detected"] and perm["z"] < 4 and perm["relative_change"] > 0.5
     assert cells["noise:0.5"]["detected"] and cells["noise:0.5"]["z"] < none["z"]
     assert 0.45 < cells["noise:0.5"]["relative_change"] < 0.55
