@@ -11,13 +11,14 @@ using detail::kImageTile;
 using detail::kImageTileArea;
 
 __global__ void image_embed_kernel(uint8_t* pixels, int64_t stride, int width, int height, int channels,
-                                   const float* mask, const float* cell_weights, float amplitude) {
+                                   const float* mask, const float* cell_weights, float amplitude, int offset_x,
+                                   int offset_y) {
   const int colour = channels >= 3 ? 3 : 1;
   const int64_t n = static_cast<int64_t>(width) * height;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t y = i / width, x = i % width;
-    const float d = detail::image_delta(cell_weights, amplitude, mask[i], x, y);
+    const float d = detail::image_delta(cell_weights, amplitude, mask[i], x + offset_x, y + offset_y);
     uint8_t* px = pixels + y * stride + x * channels;
     for (int c = 0; c < colour; ++c) px[c] = detail::image_apply(px[c], d);
   }
@@ -62,12 +63,13 @@ __global__ void image_shift_kernel(const float* g, const float* weights, float* 
 }  // namespace
 
 void launch_image_embed(uint8_t* pixels, int64_t stride, int width, int height, int channels, const float* mask,
-                        const float* cell_weights, float amplitude, cudaStream_t stream) {
+                        const float* cell_weights, float amplitude, int offset_x, int offset_y,
+                        cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(width) * height;
   const int threads = 256;
   const int blocks = static_cast<int>(n / threads + 1 < 65535 ? n / threads + 1 : 65535);
   image_embed_kernel<<<blocks, threads, 0, stream>>>(pixels, stride, width, height, channels, mask, cell_weights,
-                                                     amplitude);
+                                                     amplitude, offset_x, offset_y);
 }
 
 void launch_image_fold(const float* plane, int width, int height, float* out, cudaStream_t stream) {

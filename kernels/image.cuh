@@ -10,9 +10,10 @@
 
 namespace didmark::kernels {
 
-/// Mark one image in place (8-bit interleaved, `channels` per pixel; colour channels only).
+/// Mark one image in place (8-bit interleaved, `channels` per pixel; colour channels only),
+/// pixel (x, y) with the pattern at (x + offset_x, y + offset_y).
 void launch_image_embed(uint8_t* pixels, int64_t stride, int width, int height, int channels, const float* mask,
-                        const float* cell_weights, float amplitude, cudaStream_t stream);
+                        const float* cell_weights, float amplitude, int offset_x, int offset_y, cudaStream_t stream);
 /// out[q] (kImageTileArea) = sum of plane over the pixels at tile position q (tile order).
 void launch_image_fold(const float* plane, int width, int height, float* out, cudaStream_t stream);
 /// score/norm (n x kImageTileArea) of the shift search of n tiles g against n weight tables.

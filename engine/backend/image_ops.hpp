@@ -26,6 +26,8 @@ struct EmbedJob {
   const float* mask = nullptr;          ///< width * height perceptual mask, row-major
   const float* cell_weights = nullptr;  ///< kImageCells weights (image_cell_weight)
   float amplitude = 0;
+  /// The pattern's phase (0..127): pixel (x, y) gets the pattern at (x + offset_x, y + offset_y).
+  int offset_x = 0, offset_y = 0;
 };
 
 /// One residual plane to fold onto a tile.
@@ -39,7 +41,8 @@ class ImageOps {
   virtual ~ImageOps() = default;
   virtual std::string name() const = 0;
 
-  /// Mark every job's pixels in place: sample v becomes image_apply(v, image_delta(...)).
+  /// Mark every job's pixels in place: sample v of pixel (x, y) becomes
+  /// image_apply(v, image_delta(weights, amplitude, mask(x, y), x + offset_x, y + offset_y)).
   virtual void embed(std::span<const EmbedJob> jobs) = 0;
 
   /// fold[j * kImageTileArea + (y mod 128) * 128 + (x mod 128)] = sum of job j's plane over

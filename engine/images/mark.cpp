@@ -1,6 +1,7 @@
 // The image mark: perceptual mask and residual planes on the host, the per-pixel embed, the
 // tile fold and the shift search through Backend::image_ops() (detail/image_math.hpp).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "images/planes.hpp"
 #include "didmark/error.hpp"
 #include "didmark/images.hpp"
+#include "identity/crypto.hpp"
 
 namespace didmark {
 namespace {
@@ -32,6 +34,24 @@ constexpr std::string_view kImageCarrierName = "didmark/image/v1";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The pattern's phase for one image: HKDF-SHA256 of the owner's key, salted with a digest of the
+// image's size and every 32nd row (a 1080p image hashes ~200 KB), two bytes taken mod 128.
+// Without the key the phase is unpredictable, so the tiles of many marked images do not line up.
+std::pair<int, int> derived_phase(const Image& image, const ImageClaim& claim) {
+  const std::size_t row = static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.channels);
+  std::vector<uint8_t> sample;
+  sample.reserve(16 + row * static_cast<std::size_t>(image.height / 32 + 1));
+  for (const int v : {image.width, image.height, image.channels})
+    for (int b = 0; b < 4; ++b) sample.push_back(static_cast<uint8_t>(static_cast<uint32_t>(v) >> (8 * b)));
+  for (int y = 0; y < image.height; y += 32) {
+    const uint8_t* p = image.pixels.data() + static_cast<std::size_t>(y) * row;
+    sample.insert(sample.end(), p, p + row);
+  }
+  const std::array<uint8_t, 32> digest = detail::sha256(sample);
+  const std::vector<uint8_t> b = detail::hkdf_sha256(claim.key.bytes, digest, detail::as_bytes("didmark/image/phase/v1"), 2);
+  return {b[0] & (kImageTile - 1), b[1] & (kImageTile - 1)};
 }
 
 // The whitened residual of the image's luminance folded onto one tile.
@@ -127,7 +147,12 @@ ImageEmbedReport embed_image(Image& image, const ImageClaim& claim, const ImageM
                   o.strength);
   DIDMARK_EXPECTS(image.width >= o.min_side && image.height >= o.min_side, invalid_argument, "image of ", image.width,
                   " x ", image.height, " is too small to carry a provable mark (at least ", o.min_side, " x ", o.min_side, ")");
+  DIDMARK_EXPECTS((o.offset_x == -1 && o.offset_y == -1) ||
+                      (o.offset_x >= 0 && o.offset_x < kImageTile && o.offset_y >= 0 && o.offset_y < kImageTile),
+                  invalid_argument, "image phase must be -1, -1 (derived) or in 0..127 each, got ", o.offset_x, ", ",
+                  o.offset_y);
   const ClaimTables t = tables_of(claim);
+  const auto [ox, oy] = o.offset_x >= 0 ? std::pair{o.offset_x, o.offset_y} : derived_phase(image, claim);
   const TrimOnExit trim;
   Scratch& sc = scratch();
   const std::size_t area = static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height);
@@ -148,12 +173,16 @@ ImageEmbedReport embed_image(Image& image, const ImageClaim& claim, const ImageM
   job.mask = mask;
   job.cell_weights = t.weights.data();
   job.amplitude = static_cast<float>(o.strength);
+  job.offset_x = ox;
+  job.offset_y = oy;
   backend.image_ops().embed({&job, 1});
   ImageEmbedReport r;
   r.width = image.width;
   r.height = image.height;
   r.channels = image.channels;
   r.strength = o.strength;
+  r.offset_x = ox;
+  r.offset_y = oy;
   const ChangeSums c = change_sums(before, image.pixels.data(), image.pixels.size(), image.channels);
   r.mean_abs_change = c.n ? static_cast<double>(c.abs) / static_cast<double>(c.n) : 0;
   r.psnr = c.sq > 0 ? 10 * std::log10(255.0 * 255.0 * static_cast<double>(c.n) / static_cast<double>(c.sq))

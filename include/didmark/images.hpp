@@ -127,6 +127,13 @@ struct ImageMarkOptions {
   double strength = 3.0;
   /// Images smaller than this on either side are refused (too few cells to prove a mark).
   int min_side = 64;
+  /// The pattern's phase in this image (0..127 each): pixel (x, y) carries the tile at
+  /// (x + offset_x, y + offset_y). -1 (the default): derived from the owner's key and the
+  /// image's own samples, so every image of a dataset gets its own unpredictable phase and an
+  /// average of many marked images' tiles does not line the pattern up (the tile-averaging
+  /// estimation attack of docs/dataset.md). The verifier finds any phase (the sync search);
+  /// the same image and key always get the same phase.
+  int offset_x = -1, offset_y = -1;
 };
 
 struct ImageEmbedReport {
@@ -134,6 +141,7 @@ struct ImageEmbedReport {
   double strength = 0;
   double psnr = 0;             ///< over the colour channels (dB; inf when nothing changed)
   double mean_abs_change = 0;  ///< mean |change| of the colour samples, 8-bit levels
+  int offset_x = 0, offset_y = 0;  ///< the pattern's phase used (ImageMarkOptions)
   double seconds = 0;
 };
 

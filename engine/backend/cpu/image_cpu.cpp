@@ -26,10 +26,13 @@ void embed_rows(const EmbedJob& j, int y0, int y1) {
   std::vector<float> d(static_cast<std::size_t>(j.width));
   std::vector<float> samples(j.channels > 1 ? static_cast<std::size_t>(j.width) * static_cast<std::size_t>(j.channels) : 0);
   for (int y = y0; y < y1; ++y) {
-    const float by = detail::image_bump(y & 3);
+    // Pixel x0 + i of a 128-wide chunk (x0 a multiple of 128) has pattern column (i + offset_x) mod 128.
+    const int64_t py = static_cast<int64_t>(y) + j.offset_y;
+    const float by = detail::image_bump(static_cast<int>(py & 3));
     for (int x = 0; x < kImageTile; ++x) {
-      wrow[x] = j.cell_weights[detail::image_cell_of(x, y)];
-      brow[x] = detail::exact_mul(detail::image_bump(x & 3), by);
+      const int64_t px = static_cast<int64_t>(x) + j.offset_x;
+      wrow[x] = j.cell_weights[detail::image_cell_of(px, py)];
+      brow[x] = detail::exact_mul(detail::image_bump(static_cast<int>(px & 3)), by);
     }
     const float* __restrict m = j.mask + static_cast<int64_t>(y) * j.width;
     float* __restrict dr = d.data();

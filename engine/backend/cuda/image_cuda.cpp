@@ -34,7 +34,8 @@ class CudaImageOps final : public ImageOps {
       DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_px, j.pixels, px, cudaMemcpyHostToDevice, s));
       DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_mask, j.mask, mk, cudaMemcpyHostToDevice, s));
       DIDMARK_CUDA_TRY(cudaMemcpyAsync(d_cw, j.cell_weights, cw, cudaMemcpyHostToDevice, s));
-      kernels::launch_image_embed(d_px, j.stride, j.width, j.height, j.channels, d_mask, d_cw, j.amplitude, s);
+      kernels::launch_image_embed(d_px, j.stride, j.width, j.height, j.channels, d_mask, d_cw, j.amplitude,
+                                  j.offset_x, j.offset_y, s);
       DIDMARK_CUDA_CHECK_LAUNCH("image_embed");
       DIDMARK_CUDA_TRY(cudaMemcpyAsync(j.pixels, d_px, px, cudaMemcpyDeviceToHost, s));
       DIDMARK_CUDA_TRY(cudaStreamSynchronize(s));
