@@ -129,7 +129,8 @@ struct ImageMarkOptions {
   int min_side = 64;
   /// The pattern's phase in this image (0..127 each): pixel (x, y) carries the tile at
   /// (x + offset_x, y + offset_y). -1 (the default): derived from the owner's key and the
-  /// image's own samples, so every image of a dataset gets its own unpredictable phase and an
+  /// image's own samples (a multiple of 4, so the cells stay inside JPEG's 8 x 8 blocks), so
+  /// every image of a dataset gets its own unpredictable phase and an
   /// average of many marked images' tiles does not line the pattern up (the tile-averaging
   /// estimation attack of docs/dataset.md). The verifier finds any phase (the sync search);
   /// the same image and key always get the same phase.

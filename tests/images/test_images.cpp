@@ -383,61 +383,58 @@ TEST(ImageMark, FolderEmbedAndVerifyThroughInputs) {
 
 // The tile-averaging estimation attack (docs/dataset.md): a thief with many of the owner's marked
 // images averages their 128 x 128 tiles (the residual, aligned at the top-left pixel) to estimate
-// the pattern and subtracts it from each image. With one phase for every image the average lines
-// the pattern up and the attack erases the per-image marks; with the per-image keyed phase
-// (the default) the tiles do not line up and every image stays detected.
-struct AttackedZ {
-  std::vector<double> after, lost;  // each sorted: z after the attack, z before - z after
-};
-AttackedZ attacked_zs(const ImageClaim& c, bool fixed_phase) {
+// the pattern. How much of each image's own pattern the estimate holds is what a subtraction can
+// take away: with one phase for every image the average lines the patterns up; with the keyed
+// per-image phase (the default) it does not. (On the real photographs of bench/images_bench.py,
+// subtracting the estimate at 1 level RMS left 5 of 15 images detected with one phase, 15 of 15
+// with keyed phases: docs/perf/images.md.)
+std::vector<double> estimate_cosines(const ImageClaim& c, bool fixed_phase) {
+  constexpr int kW = 384, kH = 256;
   std::vector<Image> imgs;
+  std::vector<std::pair<int, int>> phase;
   for (uint32_t k = 0; k < 24; ++k) {
-    Image img = synth(384, 256, 3, 500 + k);
+    Image img = synth(kW, kH, 3, 500 + k);
     ImageMarkOptions o;
     if (fixed_phase) o.offset_x = o.offset_y = 0;
-    embed_image(img, c, o);
+    const ImageEmbedReport r = embed_image(img, c, o);
+    phase.emplace_back(r.offset_x, r.offset_y);
     imgs.push_back(std::move(img));
   }
   std::vector<double> est(detail::kImageTileArea, 0.0);
+  std::vector<float> y(static_cast<std::size_t>(kW) * kH), res(y.size()), r(y.size());
   for (const Image& img : imgs) {
-    const int w = img.width, h = img.height;
-    std::vector<float> y(static_cast<std::size_t>(w) * h), res(y.size()), r(y.size());
     images::luma_into(img, y.data());
-    images::residual_into(y.data(), w, h, res.data(), r.data());
-    for (int yy = 0; yy < h; ++yy)
-      for (int x = 0; x < w; ++x) est[static_cast<std::size_t>((yy % 128) * 128 + x % 128)] += r[static_cast<std::size_t>(yy) * w + x];
+    images::residual_into(y.data(), kW, kH, res.data(), r.data());
+    for (int yy = 0; yy < kH; ++yy)
+      for (int x = 0; x < kW; ++x) est[static_cast<std::size_t>((yy % 128) * 128 + x % 128)] += r[static_cast<std::size_t>(yy) * kW + x];
   }
-  double ss = 0;
-  for (const double v : est) ss += v * v;
-  const double scale = 2.0 / std::sqrt(ss / static_cast<double>(est.size()));  // 2 levels RMS subtracted
-  AttackedZ out;
-  for (Image& img : imgs) {
-    const double before = score_image(img, {&c, 1}).owners[0].z;
-    for (int yy = 0; yy < img.height; ++yy)
-      for (int x = 0; x < img.width; ++x)
-        for (int ch = 0; ch < 3; ++ch) {
-          uint8_t& v = img.pixels[(static_cast<std::size_t>(yy) * img.width + x) * 3 + ch];
-          const double t = scale * est[static_cast<std::size_t>((yy % 128) * 128 + x % 128)];
-          v = static_cast<uint8_t>(std::clamp(std::lround(v - t), 0L, 255L));
-        }
-    const double after = score_image(img, {&c, 1}).owners[0].z;
-    out.after.push_back(after);
-    out.lost.push_back(before - after);
+  // Each image's true pattern tile: its mark on a flat grey image with the same phase.
+  std::vector<double> cosines;
+  for (const auto& [ox, oy] : phase) {
+    Image flat;
+    flat.width = 128, flat.height = 128, flat.channels = 1;
+    flat.pixels.assign(128 * 128, 128);
+    ImageMarkOptions o;
+    o.offset_x = ox, o.offset_y = oy;
+    embed_image(flat, c, o);
+    double dot = 0, ne = 0, np = 0;
+    for (std::size_t q = 0; q < est.size(); ++q) {
+      const double t = static_cast<double>(flat.pixels[q]) - 128.0;
+      dot += t * est[q], ne += est[q] * est[q], np += t * t;
+    }
+    cosines.push_back(dot / std::sqrt(ne * np));
   }
-  std::sort(out.after.begin(), out.after.end());
-  std::sort(out.lost.begin(), out.lost.end());
-  return out;
+  std::sort(cosines.begin(), cosines.end());
+  return cosines;
 }
 
 TEST(ImageMark, PerImagePhaseDefeatsTileAveraging) {
-  // Measured here: a fixed phase loses a median z of 10.6 (of ~18), keyed phases 5.8 (what
-  // 2 levels RMS of added structure costs any mark); on the real photographs of
-  // bench/images_bench.py the gap is wider (docs/perf/images.md).
+  // Measured: cosine 0.88 for every image with one phase; 0.06-0.13 with keyed phases (each
+  // image's own 1/24 share of the average, about what 1/sqrt(24) of 0.88 predicts).
   const ImageClaim c = claim_of(21);
-  const AttackedZ fixed = attacked_zs(c, true), keyed = attacked_zs(c, false);
-  const std::size_t mid = fixed.lost.size() / 2;
-  EXPECT_GT(fixed.lost[mid], 1.5 * keyed.lost[mid]) << "the average lines the pattern up only for a fixed phase";
-  EXPECT_GE(keyed.after.front(), std::sqrt(2 * std::log(1e6))) << "keyed phases: every image stays detected at 1e-6";
+  const std::vector<double> fixed = estimate_cosines(c, true), keyed = estimate_cosines(c, false);
+  EXPECT_GT(fixed.front(), 0.3) << "one phase for all: the average of 24 images holds every image's pattern";
+  EXPECT_LT(std::max(-keyed.front(), keyed.back()), 0.15) << "keyed phases: the average holds almost none of any";
 }
 
 TEST(ImageMark, PhaseIsKeyedPerImageAndReproducible) {
@@ -449,9 +446,10 @@ TEST(ImageMark, PhaseIsKeyedPerImageAndReproducible) {
     EXPECT_EQ(x.pixels, y.pixels) << "the same image and key mark the same way";
     EXPECT_EQ(std::pair(rx.offset_x, rx.offset_y), std::pair(ry.offset_x, ry.offset_y));
     phases.insert({rx.offset_x, rx.offset_y});
+    EXPECT_TRUE(rx.offset_x % 4 == 0 && rx.offset_y % 4 == 0) << "cells stay on JPEG's 4-pixel half-block grid";
     phases.insert({rz.offset_x, rz.offset_y});
   }
-  EXPECT_GE(phases.size(), 36u) << "40 (image, key) pairs, phases spread over 128 x 128";
+  EXPECT_GE(phases.size(), 36u) << "40 (image, key) pairs, phases spread over 32 x 32";
   Image img = synth(200, 160, 3, 9);
   ImageMarkOptions o;
   o.offset_x = 5;
