@@ -138,6 +138,7 @@ nlohmann::json image_embed_json(const InputEmbedReport& in, const Owner& owner) 
       e["channels"] = i.report.channels;
       e["psnr"] = std::isfinite(i.report.psnr) ? nlohmann::json(i.report.psnr) : nlohmann::json(nullptr);
       e["mean_abs_change"] = i.report.mean_abs_change;
+      e["phase"] = {i.report.offset_x, i.report.offset_y};
       if (i.codec == ImageCodec::jpeg) {
         e["quality"] = i.quality;
         e["subsampling"] = i.subsampling;

@@ -3,6 +3,7 @@ JPEG 50 / resize / crop on real photographs (scikit-image's bundled samples), ma
 formats and scan. Skips the photograph part when scikit-image or Pillow is missing."""
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,12 @@ def test_folder_embed_verify_contract(run, ids, tmp_path):
     for item in j["images"]:
         assert {"path", "z", "p_value", "detected"} <= set(item)
         assert item["detected"]
+    # Each image has its own keyed phase (multiples of 4); the verifier finds it back.
+    phases = {Path(i["output"]).name: i["phase"] for i in e["images"]}
+    assert all(x % 4 == 0 and y % 4 == 0 for x, y in phases.values()) and len(set(map(tuple, phases.values()))) >= 3
+    for item in j["images"]:
+        ph, v0 = phases[Path(item["path"]).name], item["verdicts"][0]
+        assert (v0["offset_x"], v0["offset_y"]) == ((128 - ph[0]) % 128, (128 - ph[1]) % 128)
     # A shuffled, renamed subset still verifies as a dataset.
     sub = tmp_path / "subset"
     sub.mkdir()
